@@ -95,9 +95,11 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
-def _load_npy(path: Path, what: str) -> np.ndarray:
+def _load_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
     _require_file(path, what)
     try:
+        if mmap:  # numeric arrays: read only the rows/voxels that are kept
+            return np.load(path, mmap_mode="r")
         return np.load(path, allow_pickle=True)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise ValueError(f"could not read {what} {path}: {exc}") from None
@@ -306,7 +308,7 @@ def _load_voxels(data_dir: str | Path, target: str, stim_ids: list[str]) -> Neur
     array_path = folder / "voxel_features_array.npy"
     meta_path = folder / "voxel_features_meta.npy"
     roi_path = folder / "df_roi_meta.pkl"
-    data = _load_npy(array_path, f"{target} voxel responses")
+    data = _load_npy(array_path, f"{target} voxel responses", mmap=True)
     if data.ndim != 3:
         raise ValueError(f"{target} voxel responses {array_path} must be 3-D (sounds, voxels, repetitions); "
                          f"got shape {data.shape}")
