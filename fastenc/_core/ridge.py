@@ -1,0 +1,154 @@
+"""Numba kernels for batched exact leave-one-out (LOO) ridge regression.
+
+Everything lives in the n_train-dimensional sample space (METHOD §3). For one split the
+caller (``fastenc.ridge``) supplies, from one eigendecomposition of the centred train Gram:
+
+* ``Qt`` (m, n): eigenvectors of the centred train Gram restricted to the complement of the
+  constant vector (m = n - 1; the constant direction belongs to the intercept and gets no
+  ridge weight), one per row;
+* ``lam`` (m,): their eigenvalues, exactly 0 on the numerical null space;
+* per distinct alpha group, the factors ``d_k = alpha / (lam_k + alpha)`` (or, above the
+  spectrum, ``delta_k = 1 - d_k``) and the matching diagonal terms of ``I - H``
+  (see ``fastenc.ridge.alpha_groups``);
+* ``Pt`` (m, n_test): ``(X_test_c Xc^T Q)^T``, to predict test rows.
+
+With ``z = Q^T y`` the LOO residuals are ``e = Q (d * z) / (1 - diag H)``, so scoring one
+alpha for a block of targets is one small matrix product plus a fused
+divide-square-sum-compare. Targets are processed in fixed-size blocks, each written by one
+thread, and BLAS is called single-threaded inside, so results do not depend on the number
+of threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["loo_ridge_block_range"]
+
+
+@njit(cache=True, error_model="numpy")
+def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, W, R, best_group, best_excess):
+    """Best alpha group per target of one block (first group wins exact ties).
+
+    The criterion is the LOO sum of squared errors in excess of its alpha -> infinity limit
+    (``e_inf = yc / q``: predicting with the train mean). Groups with alpha below the
+    spectrum use ``F = d = alpha / (lam + alpha)`` and ``Hv = 1 / (1 - H_ii)``; groups
+    above it use ``F = delta = lam / (lam + alpha)`` and ``Hv = sum_k Q_ik^2 delta_k``, with
+    the excess written so that it is exact to rounding even when it is 1e-40 of the total:
+    ``e - e_inf = (yc v - q u) / (q (q - v))`` with ``u = Q (delta * z)``. Without this, the
+    near-flat top of the curve is decided by rounding noise and can pick an alpha whose
+    prediction is the intercept plus a few ulps of noise.
+    """
+    nb, m = Z.shape
+    n = Qt.shape[1]
+    einf = np.empty(nb)
+    for j in range(nb):
+        best_excess[j] = np.inf
+        best_group[j] = 0
+        s = 0.0
+        for i in range(n):
+            e = Yc[j, i] / q[i]
+            s += e * e
+        einf[j] = s
+    for g in range(n_groups):
+        for j in range(nb):
+            for k in range(m):
+                W[j, k] = Z[j, k] * F[g, k]
+        np.dot(W, Qt, R)
+        if use_delta[g]:
+            for j in range(nb):
+                s = 0.0
+                for i in range(n):
+                    v = Hv[g, i]
+                    y = Yc[j, i]
+                    diff = (y * v - q[i] * R[j, i]) / (q[i] * (q[i] - v))
+                    s += diff * (2.0 * y / q[i] + diff)
+                if s < best_excess[j]:
+                    best_excess[j] = s
+                    best_group[j] = g
+        else:
+            for j in range(nb):
+                s = 0.0
+                for i in range(n):
+                    e = R[j, i] * Hv[g, i]
+                    s += e * e
+                s -= einf[j]
+                if s < best_excess[j]:
+                    best_excess[j] = s
+                    best_group[j] = g
+    for j in range(nb):
+        best_excess[j] += einf[j]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, n_groups, group_alpha,
+                          Pt, add_intercept, block, start, stop,
+                          group_out, mse_out, pred_out, ybar_out):
+    """Select alpha by exact LOO and predict the test rows, for targets ``start:stop``.
+
+    Parameters
+    ----------
+    Yt : (T, N) float64
+        Targets, one per row, over all N stimuli.
+    train_idx : int64 array (n,)
+        Stimulus indices of the train rows of the split.
+    Q, Qt, q, lam, F, use_delta, Hv, n_groups, Pt
+        Split factors (see module docstring and ``_select_alpha_block``); ``Q`` is ``Qt.T``
+        in C order, ``q`` the row sums of ``Q**2``. ``F``, ``use_delta`` and ``Hv`` hold
+        ``n_groups`` valid rows. ``Pt`` has one column per output row.
+    group_alpha : (g,) float64
+        Alpha value that represents each group (the first of the group in grid order).
+    block : int
+        Targets per block; fixed, so that results do not depend on the thread count.
+    start, stop : int
+        Work range of targets (rows of ``Yt``) handled by this call.
+    group_out : (T,) int64, mse_out : (T,) float64
+        Chosen group and its LOO sum of squared errors, per target (written in range).
+    add_intercept : bool
+        Add the target's train mean to the output (test predictions). With ``Pt = Qt`` and
+        ``add_intercept=False`` the output is instead the dual coefficients.
+    pred_out : (T, n_out) float64
+        ``(z / (lam + alpha)) @ Pt`` at the chosen alpha (+ intercept).
+    ybar_out : (T,) float64
+        Train mean of each target (the intercept).
+    """
+    n = train_idx.shape[0]
+    n_out = Pt.shape[1]
+    m = Qt.shape[0]
+    n_blocks = (stop - start + block - 1) // block
+    for b in prange(n_blocks):
+        j0 = start + b * block
+        j1 = min(j0 + block, stop)
+        nb = j1 - j0
+        Yc = np.empty((nb, n))
+        for j in range(nb):
+            s = 0.0
+            for i in range(n):
+                Yc[j, i] = Yt[j0 + j, train_idx[i]]
+                s += Yc[j, i]
+            mean = s / n
+            ybar_out[j0 + j] = mean
+            for i in range(n):
+                Yc[j, i] -= mean
+        # z = Q^T y for every target of the block: (nb, n) x (n, m)
+        Z = np.dot(Yc, Q)
+        W = np.empty((nb, m))
+        R = np.empty((nb, n))
+        bg = np.empty(nb, dtype=np.int64)
+        bm = np.empty(nb)
+        _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, W, R, bg, bm)
+        # dual weights at the chosen alpha, null-space components dropped
+        for j in range(nb):
+            a = group_alpha[bg[j]]
+            for k in range(m):
+                if lam[k] > 0.0:
+                    W[j, k] = Z[j, k] / (lam[k] + a)
+                else:
+                    W[j, k] = 0.0
+        P = np.dot(W, Pt)
+        for j in range(nb):
+            group_out[j0 + j] = bg[j]
+            mse_out[j0 + j] = bm[j]
+            yb = ybar_out[j0 + j] if add_intercept else 0.0
+            for i in range(n_out):
+                pred_out[j0 + j, i] = yb + P[j, i]

@@ -1,0 +1,268 @@
+"""Score one model layer against brain responses on the study's splits (METHOD §3–§4).
+
+:func:`score_layer` fits, for every target and split, a ridge regression with its alpha
+chosen by exact leave-one-out, and returns test correlations; for repeated neural data it
+adds the Spearman–Brown noise correction. The features are touched once per layer: one
+Gram matrix of all stimuli, from which every split's centred train Gram and
+test-by-train block are derived.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from ._core.stats import corrected_reliability, pearson_rows
+from .ridge import DEFAULT_BLOCK, as_2d_float, check_alphas, run_loo_ridge, split_factors, thread_limits
+from .splits import seed_splits
+
+__all__ = ["score_layer", "LayerScores", "prepare_targets", "Targets", "RV_FLOOR", "RV_HAT_FLOOR"]
+
+#: Floor of the Spearman–Brown-corrected train-data reliability (one-tailed p < .05, n = 83).
+RV_FLOOR = 0.182
+#: Floor of the corrected reliability of the test predictions (one-tailed p < .05, n = 82).
+RV_HAT_FLOOR = 0.183
+
+SUMMARY_FIELDS = ("r_test", "r2_test", "r2_test_c", "alpha")
+
+
+@dataclass
+class Targets:
+    """Regression targets prepared once per dataset and reused across layers.
+
+    Attributes
+    ----------
+    Yt : (n_fit_targets, n_stimuli) float64
+        One regression target per row. With repetitions, each voxel contributes
+        ``1 + n_reps`` consecutive rows: the mean over repetitions, then each repetition.
+    n_targets : int
+        Voxels (repeated data) or columns (plain data), including omitted ones.
+    n_reps : int
+        Repetitions (0 for plain targets).
+    kept : (n_targets,) bool
+        Targets scored; False for targets omitted for NaN (``nan_policy="omit"``).
+    """
+
+    Yt: np.ndarray
+    n_targets: int
+    n_reps: int
+    kept: np.ndarray
+
+    @property
+    def n_stimuli(self):
+        return self.Yt.shape[1]
+
+
+def prepare_targets(Y, nan_policy="raise") -> Targets:
+    """Validate responses and lay them out as regression targets.
+
+    Parameters
+    ----------
+    Y : array, (stimuli, voxels, repetitions) or (stimuli, targets) or (stimuli,)
+        Repeated neural responses (noise-corrected scores) or plain responses.
+    nan_policy : {"raise", "omit"}
+        ``"raise"``: NaN/inf anywhere is an error naming the first bad target.
+        ``"omit"``: targets with any NaN/inf are not fitted; their scores are NaN.
+    """
+    Y = np.asarray(Y)
+    if Y.dtype.kind not in "fiu":
+        raise ValueError(f"Y must be numeric, got dtype {Y.dtype}")
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim not in (2, 3):
+        raise ValueError(f"Y must be (stimuli, targets) or (stimuli, voxels, repetitions), got shape {Y.shape}")
+    if nan_policy not in ("raise", "omit"):
+        raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
+    finite = np.isfinite(Y)
+    ok = finite.all(axis=(0, 2)) if Y.ndim == 3 else finite.all(axis=0)
+    if not ok.all() and nan_policy == "raise":
+        bad = int(np.flatnonzero(~ok)[0])
+        what = "voxel" if Y.ndim == 3 else "target"
+        raise ValueError(f"Y contains NaN or inf in {int((~ok).sum())} {what}(s) (first: {what} {bad}); "
+                         "pass nan_policy='omit' to score only complete ones")
+    if Y.ndim == 3:
+        n_reps = Y.shape[2]
+        if n_reps < 2:
+            raise ValueError(f"repeated data needs >= 2 repetitions on axis 2, got {n_reps}")
+        Yk = Y[:, ok, :].astype(np.float64)
+        stacked = np.concatenate([Yk.mean(axis=2)[:, :, None], Yk], axis=2)  # (N, V, 1 + R)
+        Yt = np.ascontiguousarray(stacked.reshape(Y.shape[0], -1).T)
+        return Targets(Yt=Yt, n_targets=Y.shape[1], n_reps=n_reps, kept=ok)
+    Yt = np.ascontiguousarray(Y[:, ok].T, dtype=np.float64)
+    return Targets(Yt=Yt, n_targets=Y.shape[1], n_reps=0, kept=ok)
+
+
+@dataclass
+class LayerScores:
+    """Scores of one layer: arrays of shape (targets, splits).
+
+    Attributes
+    ----------
+    r_test : test Pearson r of the (mean-response) fit; negative and undefined r set to 0.
+    r_prior_zero : the same r before negatives are set to 0 (0 where undefined).
+    r2_test : ``r_test ** 2``.
+    r2_test_c : ``r2_test / (rv * rv_hat)``, not clipped (repeated data only, else None).
+    alpha, alpha_index : chosen alpha of the (mean-response) fit and its grid index.
+    rv, rv_hat : Spearman–Brown-corrected reliabilities of the data (train sounds) and of
+        the single-repetition predictions (test sounds), floored (repeated data only).
+    constant : True where the prediction or the test data was constant (r set to 0).
+    """
+
+    r_test: np.ndarray
+    r_prior_zero: np.ndarray
+    r2_test: np.ndarray
+    alpha: np.ndarray
+    alpha_index: np.ndarray
+    constant: np.ndarray
+    r2_test_c: np.ndarray | None = None
+    rv: np.ndarray | None = None
+    rv_hat: np.ndarray | None = None
+    alphas: np.ndarray = field(default=None, repr=False)
+
+    def arrays(self) -> dict:
+        """All (targets, splits) arrays by name (None entries omitted)."""
+        names = ("r_test", "r_prior_zero", "r2_test", "r2_test_c", "alpha", "rv", "rv_hat")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
+
+    def summary(self) -> pd.DataFrame:
+        """Per-target mean / median / std (ddof 0) over splits (METHOD §5).
+
+        Columns ``mean_<x>``, ``median_<x>``, ``std_<x>`` for x in r_test, r2_test,
+        r2_test_c (repeated data) and alpha; ``median_r2_test_c`` is clipped at 1 after the
+        median.
+        """
+        cols = {}
+        for name in SUMMARY_FIELDS:
+            A = getattr(self, name)
+            if A is None:
+                continue
+            with np.errstate(all="ignore"):
+                cols[f"mean_{name}"] = np.mean(A, axis=1)
+                med = np.median(A, axis=1)
+                cols[f"median_{name}"] = np.minimum(med, 1.0) if name == "r2_test_c" else med
+                cols[f"std_{name}"] = np.std(A, axis=1)
+        return pd.DataFrame(cols)
+
+
+def _check_splits(splits, n_stimuli):
+    if splits is None:
+        if n_stimuli != 165:
+            raise ValueError(f"default splits are the study's (165 stimuli); got {n_stimuli} stimuli: pass splits")
+        return seed_splits()
+    S = np.asarray(splits)
+    if S.dtype != bool or S.ndim != 2 or S.shape[1] != n_stimuli:
+        raise ValueError(f"splits must be a boolean (n_splits, {n_stimuli}) train mask array, got "
+                         f"{S.dtype} {S.shape}")
+    n_tr = S.sum(axis=1)
+    if np.any(n_tr < 3) or np.any(n_stimuli - n_tr < 2):
+        raise ValueError("every split needs >= 3 train and >= 2 test stimuli")
+    return S
+
+
+def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="raise",
+                block=DEFAULT_BLOCK, rv_floor=RV_FLOOR, rv_hat_floor=RV_HAT_FLOOR) -> LayerScores:
+    """Cross-validated encoding scores of one layer on every split.
+
+    Parameters
+    ----------
+    X : (stimuli, units) array, float32 or float64
+        Activations of one layer, rows in stimulus order. Used as stored (no scaling).
+    Y : array or Targets
+        ``(stimuli, voxels, repetitions)``: neural data, scored with noise correction
+        (4 fits per voxel and split: mean response and each repetition);
+        ``(stimuli, targets)``: plain responses (e.g. components), uncorrected scores.
+        Or a :class:`Targets` from :func:`prepare_targets`, to reuse across layers.
+    splits : (n_splits, stimuli) bool, optional
+        Train masks; default the study's 10 splits (:func:`fastenc.seed_splits`).
+    alphas : 1-D array, optional
+        Alpha grid (default ``10**49 ... 10**-50``).
+    n_threads : int, optional
+        Numba threads; results do not depend on it.
+    nan_policy : {"raise", "omit"}
+        NaN in Y: error, or score only complete targets (NaN scores for the rest).
+    rv_floor, rv_hat_floor : float
+        Floors of the corrected reliabilities (the study's 0.182 and 0.183).
+
+    Returns
+    -------
+    LayerScores
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((165, 64))
+    >>> Y = (X[:, :5] @ rng.standard_normal((5, 20)))[:, :, None] + rng.standard_normal((165, 20, 3))
+    >>> s = score_layer(X, Y)
+    >>> s.r2_test_c.shape
+    (20, 10)
+    """
+    X = as_2d_float("X", X, allow_1d=False)
+    targets = Y if isinstance(Y, Targets) else prepare_targets(Y, nan_policy=nan_policy)
+    N = targets.n_stimuli
+    if X.shape[0] != N:
+        raise ValueError(f"X has {X.shape[0]} rows (stimuli) but Y has {N}: both must be in the same stimulus order")
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"X contains NaN or inf (first at stimulus {bad[0]}, unit {bad[1]})")
+    S = _check_splits(splits, N)
+    alphas = check_alphas(alphas)
+    X0 = X.astype(np.float64, copy=True)
+    X0 -= X0.mean(axis=0)  # any column offset; per-split train centring is exact in split_factors
+    G = X0 @ X0.T
+    del X0
+
+    R = targets.n_reps
+    per = R + 1 if R else 1
+    V = int(targets.kept.sum())
+    Yt = targets.Yt
+    n_splits = S.shape[0]
+    shape = (V, n_splits)
+    r_raw = np.zeros(shape)
+    constant = np.zeros(shape, dtype=bool)
+    a_idx = np.zeros(shape, dtype=np.int64)
+    rv = np.zeros(shape) if R else None
+    rvh = np.zeros(shape) if R else None
+    pairs = list(combinations(range(R), 2)) if R else []
+
+    with thread_limits(n_threads):
+        for s in range(n_splits):
+            train = np.flatnonzero(S[s]).astype(np.int64)
+            test = np.flatnonzero(~S[s]).astype(np.int64)
+            f = split_factors(G[np.ix_(train, train)], G[np.ix_(test, train)])
+            idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block)
+            y_test = Yt[:, test]
+            main = slice(0, None, per)
+            r = pearson_rows(np.ascontiguousarray(pred[main]), np.ascontiguousarray(y_test[main]))
+            constant[:, s] = np.isnan(r)
+            r_raw[:, s] = np.nan_to_num(r, nan=0.0)
+            a_idx[:, s] = idx[main]
+            if R:
+                P3 = pred.reshape(V, per, -1)
+                Y3 = Yt.reshape(V, per, -1)[:, :, train]
+                rv_pairs = np.empty((V, len(pairs)))
+                rvh_pairs = np.empty((V, len(pairs)))
+                for c, (a, b) in enumerate(pairs):
+                    rv_pairs[:, c] = pearson_rows(np.ascontiguousarray(Y3[:, 1 + a]), np.ascontiguousarray(Y3[:, 1 + b]))
+                    rvh_pairs[:, c] = pearson_rows(np.ascontiguousarray(P3[:, 1 + a]), np.ascontiguousarray(P3[:, 1 + b]))
+                rv[:, s] = corrected_reliability(rv_pairs, float(R), rv_floor)
+                rvh[:, s] = corrected_reliability(rvh_pairs, float(R), rv_hat_floor)
+
+    r_test = np.maximum(r_raw, 0.0)
+    r2 = r_test ** 2
+    r2c = r2 / (rv * rvh) if R else None
+
+    def full(A, fill):
+        """Scatter kept targets back into all targets (omitted ones get ``fill``)."""
+        if A is None or targets.kept.all():
+            return A
+        out = np.full((targets.n_targets, n_splits), fill, dtype=A.dtype)
+        out[targets.kept] = A
+        return out
+
+    return LayerScores(r_test=full(r_test, np.nan), r_prior_zero=full(r_raw, np.nan),
+                       r2_test=full(r2, np.nan), alpha=full(alphas[a_idx], np.nan),
+                       alpha_index=full(a_idx, -1), constant=full(constant, False),
+                       r2_test_c=full(r2c, np.nan), rv=full(rv, np.nan), rv_hat=full(rvh, np.nan),
+                       alphas=alphas)

@@ -1,0 +1,113 @@
+"""score_layer against a brute-force reference (tests/naive.py) and METHOD §4 constants."""
+import numpy as np
+import pytest
+
+import fastenc
+from fastenc.scoring import RV_FLOOR, RV_HAT_FLOOR
+
+from . import naive
+
+N_CHECK_SPLITS = 2
+
+
+def _make(seed, p=120, V=6):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((165, p))
+    sig = X[:, :10] @ rng.standard_normal((10, V))
+    gains = np.resize([1, 0.3, 0.1, 0.05, 0.0, 2.0, 0.5, 0.2], V)
+    Y = sig[:, :, None] * gains[None, :, None] + rng.standard_normal((165, V, 3)) + 10.0
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def case():
+    X, Y = _make(1)
+    Y[:, 4, :] = 5.0  # a constant voxel
+    return X, Y, fastenc.score_layer(X, Y)
+
+
+def test_constants():
+    assert RV_FLOOR == 0.182 and RV_HAT_FLOOR == 0.183
+
+
+@pytest.mark.parametrize("split", range(N_CHECK_SPLITS))
+def test_matches_brute_force(case, split):
+    X, Y, s = case
+    train, test = naive.study_splits()[split]
+    for v in range(Y.shape[1]):
+        ref = naive.score_voxel_split(X, Y[:, v, :], train, test)
+        for k in ("r_test", "r_prior_zero", "r2_test", "r2_test_c", "rv", "rv_hat"):
+            assert getattr(s, k)[v, split] == pytest.approx(ref[k], abs=1e-8), (k, v)
+
+
+def test_constant_voxel_gives_zero_not_nan(case):
+    _, _, s = case
+    assert np.all(s.r_test[4] == 0) and np.all(s.constant[4])
+    for A in s.arrays().values():
+        assert np.all(np.isfinite(A))
+    assert np.all(s.rv[4] == RV_FLOOR) and np.all(s.rv_hat[4] == RV_HAT_FLOOR)
+
+
+def test_plain_targets_uncorrected(case):
+    X, Y, s = case
+    s2 = fastenc.score_layer(X, Y.mean(axis=2))
+    np.testing.assert_array_equal(s2.r_test, s.r_test)
+    assert s2.r2_test_c is None and s2.rv is None
+
+
+def test_summary_columns(case):
+    _, _, s = case
+    df = s.summary()
+    for name in ("r_test", "r2_test", "r2_test_c", "alpha"):
+        for stat in ("mean", "median", "std"):
+            assert f"{stat}_{name}" in df
+    np.testing.assert_allclose(df["std_r_test"], np.std(s.r_test, axis=1))
+    assert df["median_r2_test_c"].max() <= 1.0
+    np.testing.assert_allclose(df["median_r2_test_c"], np.minimum(np.median(s.r2_test_c, 1), 1))
+
+
+def test_thread_count_does_not_change_results():
+    X, Y = _make(3, p=200, V=70)  # several kernel blocks with block=16
+    a = fastenc.score_layer(X, Y, n_threads=1, block=16)
+    b = fastenc.score_layer(X, Y, n_threads=2, block=16)
+    for k, A in a.arrays().items():
+        np.testing.assert_array_equal(A, b.arrays()[k], err_msg=k)
+
+
+def test_float32_agrees_with_float64():
+    X, Y = _make(4, p=300)
+    a = fastenc.score_layer(X, Y)
+    b = fastenc.score_layer(X.astype(np.float32), Y.astype(np.float32))
+    np.testing.assert_allclose(b.r_test, a.r_test, atol=1e-4)
+
+
+def test_nan_policy():
+    X, Y = _make(5)
+    Y[3, 2, 1] = np.nan
+    with pytest.raises(ValueError, match="voxel 2"):
+        fastenc.score_layer(X, Y)
+    s = fastenc.score_layer(X, Y, nan_policy="omit")
+    assert np.all(np.isnan(s.r_test[2])) and np.all(np.isfinite(s.r_test[[0, 1, 3]]))
+    ref = fastenc.score_layer(X, np.delete(Y, 2, axis=1))
+    np.testing.assert_array_equal(s.r2_test_c[[0, 1, 3, 4, 5]], ref.r2_test_c)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda X, Y: (X[:100], Y), "rows"),
+    (lambda X, Y: (np.where(np.arange(X.shape[1]) == 7, np.nan, X), Y), "NaN"),
+    (lambda X, Y: (X[:, :, None], Y), "2-D"),
+    (lambda X, Y: (X, Y[..., None]), "shape"),
+    (lambda X, Y: (X, Y[:, :, :1]), "repetitions"),
+])
+def test_bad_input(bad, match):
+    X, Y = _make(6)
+    Xb, Yb = bad(X, Y)
+    with pytest.raises(ValueError, match=match):
+        fastenc.score_layer(Xb, Yb)
+
+
+@pytest.mark.parametrize("alphas", [[], [0.0, 1.0], [-1.0], [np.nan]])
+def test_bad_alphas(alphas):
+    X, Y = _make(7)
+    with pytest.raises(ValueError, match="alphas"):
+        fastenc.score_layer(X, Y, alphas=alphas)
