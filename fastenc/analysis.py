@@ -1,0 +1,743 @@
+"""METHOD §5: per-voxel summaries and the analysis stage.
+
+Every function here is pure: numpy arrays / pandas objects in, numpy arrays / pandas objects
+out, no file I/O and no change to numpy's global random state (the reference study's calls on
+the legacy global stream are reproduced with private :class:`numpy.random.RandomState`
+instances seeded the same way, which give bit-identical draws).
+
+Conventions
+-----------
+* ``values`` arrays of the regression stage are (n_voxels, n_splits) per layer; the analysis
+  functions take them stacked over layers, **in registry order**: (n_layers, n_voxels, n_splits).
+* ``subj_idx`` is one participant label per voxel; results are indexed by the sorted unique
+  labels.
+* NaN: the reference study takes plain ``np.median`` (and ``np.mean``), which propagate NaN.
+  fastenc does the same: a NaN split value makes that voxel's median NaN; a NaN among a
+  voxel's selection values (the values compared across layers) makes its best layer undefined
+  (reported as ``-1``) and its score NaN; a NaN voxel score makes its participant's median NaN.
+  The regression stage's ``r2_test_c`` is NaN-free by contract, so this only matters for
+  user-supplied inputs. Clipping at 1 uses ``np.minimum`` (NaN stays NaN).
+
+Best layer on independent splits (the headline score)
+-----------------------------------------------------
+Reference procedure (METHOD §5), for iteration ``i = 0 … n_iterations-1``::
+
+    np.random.seed(i)
+    for layer in layers:                       # registry order
+        for voxel in voxels:                   # in order
+            mask = np.array([0,1,0,1,0,1,0,1,0,1], dtype=float)
+            np.random.shuffle(mask)            # fresh shuffle per layer x voxel
+            selection = median(values[layer, voxel][mask == 1])   # clipped at 1 for r2_c
+            readout   = median(values[layer, voxel][mask == 0])   # clipped at 1 for r2_c
+    best = argmax over layers of selection     # one call over all voxels: np.random.seed(0),
+                                               # then voxel by voxel, where >= 2 layers tie
+                                               # for the max: np.random.choice(tied_layers)
+    score[voxel] = readout[best[voxel], voxel]
+
+then the median over each participant's voxels, and the mean over the iterations.
+
+The masks are a deterministic function of the legacy MT19937 stream. numpy's legacy
+``shuffle`` of a 1-D array is a Fisher–Yates pass ``for i = n-1 … 1: j = random_interval(i);
+swap(x[i], x[j])`` where ``random_interval(i)`` draws 32-bit words and keeps the first one whose
+low bits (masked with the smallest ``2**k - 1 >= i``) are ``<= i``. fastenc draws the raw 32-bit
+words with ``RandomState(i).randint(0, 2**32, dtype=np.uint32)`` (the full-range path returns
+``next_uint32`` unchanged) and replays that Fisher–Yates in Numba; ``tests/test_analysis.py``
+proves the masks bit-identical to the real ``np.random.shuffle`` for many seeds.
+Because the stream runs layer by layer, the masks of (iteration, n_layers, n_voxels) are the
+first ``n_layers * n_voxels`` shuffles of stream ``i``: they are cached per (iteration,
+n_voxels) and extended on demand, so every model with that many voxels reuses them.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from numba import njit
+from scipy import stats
+
+__all__ = [
+    "N_SPLITS",
+    "SPLIT_MASK",
+    "ROI_ORDER",
+    "voxel_summary",
+    "subject_medians",
+    "within_subject_sem",
+    "LayerCurve",
+    "across_layer_curve",
+    "split_masks",
+    "clear_mask_cache",
+    "argmax_random_ties",
+    "BestLayerResult",
+    "best_layer_independent_splits",
+    "spectemp_independent_splits",
+    "components_independent_splits",
+    "across_models_summary",
+    "best_layer_per_roi",
+    "roi_model_table",
+    "roi_wilcoxon",
+    "BootstrapResult",
+    "bootstrap_model_comparison",
+    "PermutationResult",
+    "permutation_component_comparison",
+]
+
+#: Number of cross-validation splits (METHOD §2); the split mask below has this length.
+N_SPLITS = 10
+#: The float mask shuffled per layer x voxel (METHOD §5). 1 = selection split, 0 = readout split.
+SPLIT_MASK = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1], dtype=float)
+#: Anatomical ROIs, primary first (METHOD §5).
+ROI_ORDER = ("Primary", "Anterior", "Lateral", "Posterior")
+
+
+# --------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------
+def _as_float_array(x, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    ndims = (ndim,) if isinstance(ndim, int) else ndim
+    if arr.ndim not in ndims:
+        raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dimensions, "
+                         f"got shape {arr.shape}")
+    return arr
+
+
+def _check_subj(subj_idx, n_voxels: int) -> np.ndarray:
+    subj = np.asarray(subj_idx)
+    if subj.ndim != 1 or subj.shape[0] != n_voxels:
+        raise ValueError(f"subj_idx must be 1-D with one entry per voxel ({n_voxels}), "
+                         f"got shape {subj.shape}")
+    if n_voxels == 0:
+        raise ValueError("no voxels")
+    return subj
+
+
+def _check_layer_values(values, name: str = "values") -> np.ndarray:
+    arr = _as_float_array(values, name, 3)
+    n_layers, n_voxels, n_splits = arr.shape
+    if n_splits != N_SPLITS:
+        raise ValueError(f"{name} must be (layers, voxels, {N_SPLITS} splits), got shape {arr.shape}")
+    if n_layers == 0 or n_voxels == 0:
+        raise ValueError(f"{name} has no layers or no voxels: shape {arr.shape}")
+    return arr
+
+
+# --------------------------------------------------------------------------------------
+# per-voxel summaries, per-subject aggregation, within-subject SEM
+# --------------------------------------------------------------------------------------
+def voxel_summary(arrays: Mapping[str, np.ndarray], clip_name: str = "r2_test_c") -> pd.DataFrame:
+    """Per-voxel mean / median / std (ddof 0) over splits of each (n_voxels, n_splits) array.
+
+    Returns a DataFrame with one row per voxel and, for each ``name`` in input order, the columns
+    ``mean_<name>``, ``median_<name>``, ``std_<name>``. ``median_<clip_name>`` (default
+    ``median_r2_test_c``) is clipped at 1 *after* the median; nothing else is clipped.
+    NaN propagates (plain ``np.mean`` / ``np.median`` / ``np.std``).
+    """
+    if not arrays:
+        raise ValueError("arrays is empty")
+    cols: dict[str, np.ndarray] = {}
+    n_vox = None
+    for name, a in arrays.items():
+        arr = _as_float_array(a, name, 2)
+        if n_vox is None:
+            n_vox = arr.shape[0]
+        elif arr.shape[0] != n_vox:
+            raise ValueError(f"{name} has {arr.shape[0]} voxels, expected {n_vox}")
+        if arr.shape[1] == 0:
+            raise ValueError(f"{name} has no splits")
+        med = np.median(arr, axis=1)
+        if name == clip_name:
+            med = np.minimum(med, 1.0)
+        cols[f"mean_{name}"] = np.mean(arr, axis=1)
+        cols[f"median_{name}"] = med
+        cols[f"std_{name}"] = np.std(arr, axis=1, ddof=0)
+    return pd.DataFrame(cols)
+
+
+def subject_medians(values, subj_idx) -> pd.Series:
+    """Median (``np.median``, NaN propagates) of per-voxel ``values`` within each participant.
+
+    ``values`` is (n_voxels,) or (n_rows, n_voxels); returns a Series (or a DataFrame with
+    rows x subjects) indexed by the sorted unique ``subj_idx``.
+    """
+    arr = _as_float_array(values, "values", (1, 2))
+    subj = _check_subj(subj_idx, arr.shape[-1])
+    subjects = np.unique(subj)
+    med = np.stack([np.median(arr[..., subj == s], axis=-1) for s in subjects], axis=-1)
+    if arr.ndim == 1:
+        return pd.Series(med, index=pd.Index(subjects, name="subj_idx"))
+    return pd.DataFrame(med, columns=pd.Index(subjects, name="subj_idx"))
+
+
+def within_subject_sem(values) -> np.ndarray:
+    """Within-subject SEM per condition of a (n_subjects, n_conditions) array.
+
+    Subtract each subject's mean across the conditions, then ``np.std(ddof=0)`` across subjects,
+    divided by ``sqrt(n_subjects - 1)`` (METHOD §5). Needs at least 2 subjects.
+    """
+    arr = _as_float_array(values, "values", 2)
+    n_subj = arr.shape[0]
+    if n_subj < 2:
+        raise ValueError(f"within-subject SEM needs >= 2 subjects, got {n_subj}")
+    if arr.shape[1] == 0:
+        raise ValueError("no conditions")
+    demeaned = arr - arr.mean(axis=1, keepdims=True)
+    return np.std(demeaned, axis=0, ddof=0) / np.sqrt(n_subj - 1)
+
+
+@dataclass(frozen=True)
+class LayerCurve:
+    """Across-layer curve of one model: ``per_subject`` (subjects x layers) medians over each
+    subject's voxels, ``mean`` and ``sem`` (within-subject SEM over the layers) per layer."""
+    per_subject: pd.DataFrame
+    mean: np.ndarray
+    sem: np.ndarray
+
+    @property
+    def layers(self) -> list:
+        return list(self.per_subject.columns)
+
+
+def across_layer_curve(values, subj_idx, layer_names: Sequence[str] | None = None) -> LayerCurve:
+    """Across-layer curve (METHOD §5) from (n_layers, n_voxels) clipped median r2_c values.
+
+    Per subject the median over its voxels per layer -> (subjects x layers); the curve is the
+    mean over subjects with the within-subject SEM over the layers (the plotted conditions).
+    """
+    arr = _as_float_array(values, "values", 2)
+    n_layers = arr.shape[0]
+    if n_layers == 0:
+        raise ValueError("values has no layers")
+    if layer_names is None:
+        layer_names = list(range(n_layers))
+    elif len(layer_names) != n_layers:
+        raise ValueError(f"{len(layer_names)} layer names for {n_layers} layers")
+    per_subj = subject_medians(arr, subj_idx).T  # subjects x layers
+    per_subj.columns = pd.Index(list(layer_names), name="layer")
+    m = per_subj.to_numpy()
+    return LayerCurve(per_subject=per_subj, mean=m.mean(axis=0), sem=within_subject_sem(m))
+
+
+# --------------------------------------------------------------------------------------
+# split masks from the legacy stream
+# --------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _fisher_yates_masks(raw, out, start, n_todo):  # pragma: no cover - jitted
+    """Replay numpy's legacy 1-D shuffle of SPLIT_MASK on the raw 32-bit stream ``raw``.
+
+    Writes up to ``n_todo`` masks as 10-bit integers (bit t = mask[t]) into ``out[start:]``;
+    stops before a shuffle that would run past the end of ``raw``. Returns (n_done, n_used).
+    """
+    pos = 0
+    k = 0
+    a = np.empty(10, dtype=np.uint8)
+    n_raw = raw.shape[0]
+    while k < n_todo:
+        for t in range(10):
+            a[t] = t & 1
+        p = pos
+        ok = True
+        for i in range(9, 0, -1):
+            m = i
+            m |= m >> 1
+            m |= m >> 2
+            m |= m >> 4
+            while True:
+                if p >= n_raw:
+                    ok = False
+                    break
+                v = raw[p] & np.uint32(m)
+                p += 1
+                if v <= i:
+                    break
+            if not ok:
+                break
+            j = v
+            tmp = a[j]
+            a[j] = a[i]
+            a[i] = tmp
+        if not ok:
+            break
+        bits = 0
+        for t in range(10):
+            if a[t]:
+                bits |= 1 << t
+        out[start + k] = bits
+        pos = p
+        k += 1
+    return k, pos
+
+
+class _MaskStream:
+    """The shuffles of one legacy stream (seed), generated lazily and kept."""
+
+    def __init__(self, seed: int):
+        self.rs = np.random.RandomState(seed)
+        self.leftover = np.empty(0, dtype=np.uint32)
+        self.bits = np.empty(0, dtype=np.uint16)
+        self.n = 0
+
+    def extend_to(self, n_total: int) -> None:
+        if n_total <= self.n:
+            return
+        cap = max(n_total, int(self.bits.shape[0] * 1.5))
+        if cap > self.bits.shape[0]:
+            new = np.empty(cap, dtype=np.uint16)
+            new[: self.n] = self.bits[: self.n]
+            self.bits = new
+        while self.n < n_total:
+            need = n_total - self.n
+            # ~11.8 words per shuffle on average; draw a little more, loop if short
+            n_draw = int(need * 12.2) + 64
+            raw = np.concatenate([self.leftover,
+                                  self.rs.randint(0, 2 ** 32, size=n_draw, dtype=np.uint32)])
+            done, used = _fisher_yates_masks(raw, self.bits, self.n, need)
+            self.n += int(done)
+            self.leftover = raw[used:].copy()
+
+
+_MASK_CACHE: dict[int, _MaskStream] = {}
+_MASK_LOCK = threading.Lock()
+
+
+def clear_mask_cache() -> None:
+    """Forget the cached split masks."""
+    with _MASK_LOCK:
+        _MASK_CACHE.clear()
+
+
+def _mask_bits(seed: int, n: int) -> np.ndarray:
+    with _MASK_LOCK:
+        st = _MASK_CACHE.get(seed)
+        if st is None:
+            st = _MASK_CACHE[seed] = _MaskStream(seed)
+        st.extend_to(n)
+        return st.bits[:n].copy()
+
+
+def _mask_loop(seed: int, n: int) -> np.ndarray:
+    """The literal reference loop (on a private RandomState), as 10-bit integers."""
+    rs = np.random.RandomState(seed)
+    out = np.empty(n, dtype=np.uint16)
+    weights = 1 << np.arange(N_SPLITS)
+    for k in range(n):
+        mask = SPLIT_MASK.copy()
+        rs.shuffle(mask)
+        out[k] = int((mask.astype(np.int64) * weights).sum())
+    return out
+
+
+def split_masks(iteration: int, n_layers: int, n_voxels: int, method: str = "numba") -> np.ndarray:
+    """Selection masks of one iteration: bool (n_layers, n_voxels, 10), True where the shuffled
+    float mask is 1 (selection splits), False where it is 0 (readout splits).
+
+    Identical to ``np.random.seed(iteration)`` followed by one ``np.random.shuffle`` of
+    ``SPLIT_MASK`` per layer, per voxel (layer-major). ``method="numba"`` (default) replays the
+    shuffle on the raw stream and caches it; ``method="loop"`` runs the literal loop.
+    """
+    if n_layers < 1 or n_voxels < 1 or iteration < 0:
+        raise ValueError("need iteration >= 0, n_layers >= 1, n_voxels >= 1")
+    n = int(n_layers) * int(n_voxels)
+    if method == "numba":
+        bits = _mask_bits(int(iteration), n)
+    elif method == "loop":
+        bits = _mask_loop(int(iteration), n)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    mask = ((bits[:, None] >> np.arange(N_SPLITS, dtype=np.uint16)) & 1).astype(bool)
+    return mask.reshape(n_layers, n_voxels, N_SPLITS)
+
+
+# --------------------------------------------------------------------------------------
+# argmax over layers with the study's random tie-breaking
+# --------------------------------------------------------------------------------------
+def argmax_random_ties(values, seed: int = 0) -> np.ndarray:
+    """Best layer per voxel of a (n_layers, n_voxels) array, ties broken at random.
+
+    Reproduces the reference call: ``np.random.seed(seed)`` (0 in the study), then voxel by
+    voxel in order, where two or more layers equal the voxel's maximum (exact ``==``),
+    ``np.random.choice(tied_layer_indices)``; no draw where the maximum is unique. Uses a private
+    ``RandomState(seed)`` (the same stream) so the global state is untouched. A voxel whose values
+    contain NaN has no defined maximum: its best layer is ``-1`` and no draw is made.
+    """
+    arr = _as_float_array(values, "values", 2)
+    if arr.shape[0] == 0:
+        raise ValueError("values has no layers")
+    n_vox = arr.shape[1]
+    best = np.full(n_vox, -1, dtype=np.int64)
+    if n_vox == 0:
+        return best
+    mx = arr.max(axis=0)  # NaN where any NaN
+    is_max = arr == mx[None, :]
+    n_tied = is_max.sum(axis=0)
+    ok = n_tied >= 1
+    best[ok] = np.argmax(is_max[:, ok], axis=0)
+    tied_vox = np.flatnonzero(n_tied >= 2)
+    if tied_vox.size:
+        rs = np.random.RandomState(seed)
+        for v in tied_vox:
+            best[v] = rs.choice(np.flatnonzero(is_max[:, v]))
+    return best
+
+
+# --------------------------------------------------------------------------------------
+# best layer on independent splits
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BestLayerResult:
+    """Result of :func:`best_layer_independent_splits`.
+
+    * ``subject_scores``: Series (index ``subj_idx``) - per participant, mean over iterations of
+      the median over its voxels of the readout at the best layer.
+    * ``per_iteration``: DataFrame (iterations x participants) of those per-iteration medians.
+    * ``voxel_scores``: (n_iterations, n_voxels) readout at the best layer.
+    * ``best_layer``: (n_iterations, n_voxels) int, 0-based layer index (-1 where undefined).
+    * ``score``: mean of ``subject_scores`` over participants (the bar height).
+    """
+    subject_scores: pd.Series
+    per_iteration: pd.DataFrame
+    voxel_scores: np.ndarray
+    best_layer: np.ndarray
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.subject_scores.to_numpy()))
+
+
+def _selection_readout(values: np.ndarray, mask: np.ndarray, clip: bool):
+    """numpy form: medians over the mask-1 (selection) and mask-0 (readout) splits."""
+    L, V, S = values.shape
+    half = S // 2
+    sel = np.median(values[mask].reshape(L, V, half), axis=-1)
+    rd = np.median(values[~mask].reshape(L, V, S - half), axis=-1)
+    if clip:
+        sel = np.minimum(sel, 1.0)
+        rd = np.minimum(rd, 1.0)
+    return sel, rd
+
+
+@njit(cache=True, nogil=True)
+def _median5(x):  # pragma: no cover - jitted
+    """Median of 5 values (the 3rd smallest, as np.median); NaN if any value is NaN."""
+    for t in range(5):
+        if np.isnan(x[t]):
+            return np.nan
+    for a in range(1, 5):  # insertion sort
+        key = x[a]
+        b = a - 1
+        while b >= 0 and x[b] > key:
+            x[b + 1] = x[b]
+            b -= 1
+        x[b + 1] = key
+    return x[2]
+
+
+@njit(cache=True, nogil=True)
+def _selection_readout_bits(values, bits, clip):  # pragma: no cover - jitted
+    """Same as :func:`_selection_readout` from the 10-bit masks (layer-major), 10 splits."""
+    L, V, S = values.shape
+    sel = np.empty((L, V))
+    rd = np.empty((L, V))
+    xs = np.empty(5)
+    xr = np.empty(5)
+    for l in range(L):
+        for v in range(V):
+            b = bits[l * V + v]
+            ns = 0
+            nr = 0
+            for t in range(S):
+                if (b >> t) & 1:
+                    xs[ns] = values[l, v, t]
+                    ns += 1
+                else:
+                    xr[nr] = values[l, v, t]
+                    nr += 1
+            a = _median5(xs)
+            c = _median5(xr)
+            if clip:
+                if a > 1.0:
+                    a = 1.0
+                if c > 1.0:
+                    c = 1.0
+            sel[l, v] = a
+            rd[l, v] = c
+    return sel, rd
+
+
+def _independent_split_iterations(values: np.ndarray, clip: bool, n_iterations: int,
+                                  mask_method: str = "numba"):
+    if n_iterations < 1:
+        raise ValueError(f"n_iterations must be >= 1, got {n_iterations}")
+    L, V, _ = values.shape
+    scores = np.empty((n_iterations, V))
+    best_all = np.empty((n_iterations, V), dtype=np.int64)
+    cols = np.arange(V)
+    for i in range(n_iterations):
+        if mask_method == "numba":
+            sel, rd = _selection_readout_bits(values, _mask_bits(i, L * V), bool(clip))
+        else:
+            sel, rd = _selection_readout(values, split_masks(i, L, V, method=mask_method), clip)
+        best = argmax_random_ties(sel, seed=0)
+        sc = np.full(V, np.nan)
+        ok = best >= 0
+        sc[ok] = rd[best[ok], cols[ok]]
+        scores[i] = sc
+        best_all[i] = best
+    return scores, best_all
+
+
+def best_layer_independent_splits(values, subj_idx, clip: bool = True, n_iterations: int = 10,
+                                  mask_method: str = "numba") -> BestLayerResult:
+    """Headline score: best layer on independent splits (METHOD §5; see module docstring).
+
+    ``values``: (n_layers, n_voxels, 10) per-split scores (r2_test_c for neural targets), layers in
+    registry order. ``clip`` clips selection and readout medians at 1 (use it for r2_c).
+    """
+    arr = _check_layer_values(values)
+    subj = _check_subj(subj_idx, arr.shape[1])
+    scores, best = _independent_split_iterations(arr, clip, n_iterations, mask_method)
+    per_iter = subject_medians(scores, subj)
+    per_iter.index = pd.RangeIndex(n_iterations, name="iteration")
+    subj_scores = per_iter.mean(axis=0, skipna=False)  # NaN propagates, like np.mean
+    subj_scores.name = "score"
+    return BestLayerResult(subject_scores=subj_scores, per_iteration=per_iter,
+                           voxel_scores=scores, best_layer=best)
+
+
+def spectemp_independent_splits(values, subj_idx, clip: bool = True,
+                                n_iterations: int = 10) -> BestLayerResult:
+    """SpectroTemporal baseline: the same loop on its single layer; ``values`` (n_voxels, 10).
+
+    With one layer the best layer is always that layer and the score is the readout median over
+    the mask-0 splits (the masks are the first n_voxels shuffles of each stream)."""
+    arr = _as_float_array(values, "values", (2, 3))
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.shape[0] != 1:
+        raise ValueError(f"spectemp has one layer, got values of shape {arr.shape}")
+    return best_layer_independent_splits(arr, subj_idx, clip=clip, n_iterations=n_iterations)
+
+
+def components_independent_splits(values, component_names: Sequence[str] | None = None,
+                                  clip: bool = False, n_iterations: int = 10) -> pd.DataFrame:
+    """Components (no participants): the same loop on uncorrected r2 per component.
+
+    ``values``: (n_layers, n_components, 10). Returns a DataFrame indexed by component with
+    ``score`` (mean over iterations of the readout at the best layer), ``iter_0 … iter_{n-1}``
+    (per-iteration readouts) and ``best_layer_mode`` (most frequent best layer).
+    """
+    arr = _check_layer_values(values)
+    n_comp = arr.shape[1]
+    if component_names is None:
+        component_names = list(range(n_comp))
+    elif len(component_names) != n_comp:
+        raise ValueError(f"{len(component_names)} names for {n_comp} components")
+    scores, best = _independent_split_iterations(arr, clip, n_iterations)
+    df = pd.DataFrame(scores.T, index=pd.Index(list(component_names), name="component"),
+                      columns=[f"iter_{i}" for i in range(n_iterations)])
+    df.insert(0, "score", scores.mean(axis=0))
+    modes = []
+    for c in range(n_comp):
+        b = best[:, c]
+        b = b[b >= 0]
+        modes.append(int(np.bincount(b).argmax()) if b.size else -1)
+    df["best_layer_mode"] = modes
+    return df
+
+
+# --------------------------------------------------------------------------------------
+# across models
+# --------------------------------------------------------------------------------------
+def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp") -> pd.DataFrame:
+    """Bar heights and error bars across models.
+
+    ``df``: long table with columns ``model``, ``randnetw`` (bool), ``subj_idx``, ``score``
+    (one row per model x randnetw x participant, e.g. from ``BestLayerResult.subject_scores``).
+    For each ``randnetw`` panel the conditions are that panel's models plus the ``spectemp``
+    baseline (if present, under ``randnetw == False``); every condition must have the same
+    participants. Returns one row per (randnetw, model) with ``mean`` (over participants),
+    ``sem`` (within-subject SEM over the panel's conditions), ``n_subjects``, sorted by
+    ``randnetw`` then descending ``mean``.
+    """
+    need = {"model", "randnetw", "subj_idx", "score"}
+    if not need.issubset(df.columns):
+        raise ValueError(f"df needs columns {sorted(need)}, has {list(df.columns)}")
+    if df.duplicated(["model", "randnetw", "subj_idx"]).any():
+        raise ValueError("duplicate (model, randnetw, subj_idx) rows")
+    d = df.copy()
+    d["randnetw"] = d["randnetw"].astype(bool)
+    is_st = (d["model"] == spectemp) if spectemp is not None else pd.Series(False, index=d.index)
+    base = d[is_st & ~d["randnetw"]]
+    rows = []
+    for rn in sorted(d.loc[~is_st, "randnetw"].unique()):
+        panel = pd.concat([d[~is_st & (d["randnetw"] == rn)], base])
+        wide = panel.pivot(index="subj_idx", columns="model", values="score")
+        present = panel.groupby("model")["subj_idx"].nunique()
+        missing = present.index[present < wide.shape[0]].tolist()
+        if missing:
+            raise ValueError(f"models {missing} lack some participants (randnetw={rn})")
+        sem = (within_subject_sem(wide.to_numpy()) if wide.shape[0] >= 2
+               else np.full(wide.shape[1], np.nan))
+        for j, model in enumerate(wide.columns):
+            rows.append({"randnetw": bool(rn), "model": model,
+                         "is_baseline": model == spectemp,
+                         "mean": float(np.mean(wide[model].to_numpy())), "sem": float(sem[j]),
+                         "n_subjects": int(wide.shape[0])})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    return (out.sort_values(["randnetw", "mean"], ascending=[True, False], kind="stable")
+               .reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------------------
+# best layer per anatomical ROI
+# --------------------------------------------------------------------------------------
+def best_layer_per_roi(values, subj_idx, roi_labels, rois: Sequence[str] = ROI_ORDER,
+                       clip: bool = True) -> pd.DataFrame:
+    """Relative best-layer position per participant x ROI (METHOD §5).
+
+    ``values``: (n_layers, n_voxels) clipped median r2_c, or (n_layers, n_voxels, n_splits)
+    per-split values (then the median over all splits is taken and clipped at 1 if ``clip``).
+    Best layer per voxel = :func:`argmax_random_ties` (re-seed 0, random ties); relative position
+    = index / (L - 1) (= (pos - 1)/(L - 1) with 1-based pos). Voxels whose label is not in
+    ``rois`` (e.g. missing) are ignored. Returns a long DataFrame with columns ``subj_idx``,
+    ``roi``, ``rel_pos`` (median over the participant's voxels in that ROI), ``n_voxels``.
+    """
+    arr = _as_float_array(values, "values", (2, 3))
+    if arr.ndim == 3:
+        arr = np.median(arr, axis=2)
+    if clip:
+        arr = np.minimum(arr, 1.0)
+    n_layers, n_vox = arr.shape
+    if n_layers < 2:
+        raise ValueError(f"relative best-layer position needs >= 2 layers, got {n_layers}")
+    subj = _check_subj(subj_idx, n_vox)
+    labels = np.asarray(roi_labels, dtype=object)
+    if labels.shape != (n_vox,):
+        raise ValueError(f"roi_labels must have one entry per voxel ({n_vox}), got {labels.shape}")
+    best = argmax_random_ties(arr, seed=0)
+    rel = np.where(best >= 0, best / (n_layers - 1), np.nan)
+    rows = []
+    for s in np.unique(subj):
+        for roi in rois:
+            sel = (subj == s) & (labels == roi)
+            n = int(sel.sum())
+            if n:
+                rows.append({"subj_idx": s, "roi": roi, "rel_pos": float(np.median(rel[sel])),
+                             "n_voxels": n})
+    return pd.DataFrame(rows, columns=["subj_idx", "roi", "rel_pos", "n_voxels"])
+
+
+def roi_model_table(per_model: Mapping[str, pd.DataFrame],
+                    rois: Sequence[str] = ROI_ORDER) -> pd.DataFrame:
+    """Per model, the mean over participants of :func:`best_layer_per_roi`'s ``rel_pos``.
+
+    Returns a DataFrame indexed by model (input order) with one column per ROI."""
+    if not per_model:
+        raise ValueError("per_model is empty")
+    rows = {}
+    for model, t in per_model.items():
+        m = t.groupby("roi")["rel_pos"].agg(lambda x: float(np.mean(x.to_numpy())))  # NaN propagates
+        rows[model] = [float(m.get(r, np.nan)) for r in rois]
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=list(rois))
+    out.index.name = "model"
+    return out
+
+
+def roi_wilcoxon(table: pd.DataFrame, primary: str = "Primary",
+                 others: Sequence[str] = ("Anterior", "Lateral", "Posterior")) -> pd.DataFrame:
+    """Primary vs each non-primary ROI across models, Wilcoxon signed-rank.
+
+    Exact call, per ROI: ``scipy.stats.wilcoxon(table[primary], table[roi], method="approx")``
+    (two-sided, zero_method="wilcox", no continuity correction, NaN propagates): the normal
+    approximation reproduces the published p values. Returns a DataFrame indexed by ROI with
+    ``statistic``, ``pvalue``, ``n_models``, ``mean_primary``, ``mean_roi``.
+    """
+    if primary not in table.columns:
+        raise ValueError(f"table lacks column {primary!r}")
+    rows = []
+    for roi in others:
+        if roi not in table.columns:
+            raise ValueError(f"table lacks column {roi!r}")
+        x = table[primary].to_numpy(float)
+        y = table[roi].to_numpy(float)
+        res = stats.wilcoxon(x, y, method="approx")
+        rows.append({"roi": roi, "statistic": float(res.statistic), "pvalue": float(res.pvalue),
+                     "n_models": int(len(x)), "mean_primary": float(np.mean(x)),
+                     "mean_roi": float(np.mean(y))})
+    return pd.DataFrame(rows).set_index("roi")
+
+
+# --------------------------------------------------------------------------------------
+# model comparisons
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BootstrapResult:
+    """``p_value`` = fraction of bootstrap means of model 2 strictly greater than ``mean_1``."""
+    p_value: float
+    mean_1: float
+    mean_2: float
+    boot_means: np.ndarray
+
+
+def bootstrap_model_comparison(subject_values_1, subject_values_2, n_boot: int = 10000,
+                               seed: int = 0) -> BootstrapResult:
+    """Subject bootstrap (METHOD §5): resample model 2's participant values ``n_boot`` times.
+
+    Stream use, identical to the reference: ``np.random.seed(seed)``, then per resample
+    ``np.random.choice(values_2, size=len(values_2), replace=True)`` and its mean. Implemented
+    as one ``RandomState(seed).choice(values_2, size=(n_boot, n))`` call, which draws the same
+    indices in the same order (tested). p = fraction of resampled means > mean of model 1.
+    NaN propagates.
+    """
+    v1 = _as_float_array(subject_values_1, "subject_values_1", 1)
+    v2 = _as_float_array(subject_values_2, "subject_values_2", 1)
+    if v1.size == 0 or v2.size == 0:
+        raise ValueError("empty subject values")
+    if n_boot < 1:
+        raise ValueError("n_boot must be >= 1")
+    rs = np.random.RandomState(seed)
+    boot = rs.choice(v2, size=(n_boot, v2.size), replace=True).mean(axis=1)
+    m1 = float(np.mean(v1))
+    return BootstrapResult(p_value=float(np.mean(boot > m1)), mean_1=m1,
+                           mean_2=float(np.mean(v2)), boot_means=boot)
+
+
+@dataclass(frozen=True)
+class PermutationResult:
+    """``observed`` = mean(values_1) - mean(values_2); ``null`` the permuted differences;
+    ``p_value`` two-sided = fraction of |null| >= |observed|; ``p_greater`` one-sided =
+    fraction of null >= observed."""
+    observed: float
+    p_value: float
+    p_greater: float
+    null: np.ndarray
+
+
+def permutation_component_comparison(values1, values2, n_perm: int = 10000,
+                                     seed: int = 0) -> PermutationResult:
+    """Permutation test of pooled values (components have no participants).
+
+    Stream use: ``rs = np.random.RandomState(seed)``; per permutation ``p = rs.permutation(
+    pooled)`` with ``pooled = concat(values1, values2)``, difference ``mean(p[:n1]) -
+    mean(p[n1:])``. NaN propagates.
+    """
+    v1 = _as_float_array(values1, "values1", 1)
+    v2 = _as_float_array(values2, "values2", 1)
+    if v1.size == 0 or v2.size == 0:
+        raise ValueError("empty values")
+    if n_perm < 1:
+        raise ValueError("n_perm must be >= 1")
+    pooled = np.concatenate([v1, v2])
+    n1 = v1.size
+    rs = np.random.RandomState(seed)
+    null = np.empty(n_perm)
+    for k in range(n_perm):
+        p = rs.permutation(pooled)
+        null[k] = p[:n1].mean() - p[n1:].mean()
+    obs = float(v1.mean() - v2.mean())
+    return PermutationResult(observed=obs, p_value=float(np.mean(np.abs(null) >= abs(obs))),
+                             p_greater=float(np.mean(null >= obs)), null=null)

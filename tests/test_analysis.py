@@ -1,0 +1,364 @@
+"""fastenc.analysis against METHOD §5 constants, slow reference loops (tests/naive_analysis.py)
+and scipy."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fastenc import analysis as A
+
+from . import naive_analysis as naive
+
+
+@pytest.fixture(autouse=True)
+def _keep_global_stream():
+    """The naive references use the global legacy stream; fastenc must not touch it."""
+    state = np.random.get_state()
+    yield
+    np.random.set_state(state)
+
+
+def _subj(n_vox, n_subj):
+    return np.repeat(np.arange(n_subj), -(-n_vox // n_subj))[:n_vox]
+
+
+# ----------------------------------------------------------------------------- masks
+def test_first_masks_match_method_constants():
+    m = A.split_masks(0, 1, 3).astype(int)[0]
+    assert m.tolist() == [[0, 0, 0, 1, 1, 0, 1, 1, 0, 1],
+                          [1, 1, 1, 0, 1, 0, 0, 0, 1, 0],
+                          [0, 1, 0, 0, 1, 1, 0, 0, 1, 1]]
+    # and the literal loop agrees
+    assert A.split_masks(0, 1, 3, method="loop").astype(int)[0].tolist() == m.tolist()
+
+
+@pytest.mark.parametrize("seed", list(range(0, 40)) + [123, 4567, 2**31 - 1, 2**32 - 1])
+def test_numba_masks_bit_identical_to_np_random_shuffle(seed):
+    n = 1500
+    ref = naive.naive_masks(seed, n).astype(bool)
+    A.clear_mask_cache()
+    got = A.split_masks(seed, 3, n // 3)  # layer-major order = shuffle order
+    assert np.array_equal(got.reshape(n, 10), ref)
+
+
+def test_mask_cache_prefix_and_extension():
+    A.clear_mask_cache()
+    small = A.split_masks(2, 2, 50)            # 100 shuffles
+    big = A.split_masks(2, 30, 5000)           # extends the cached stream
+    again = A.split_masks(2, 2, 50)
+    assert np.array_equal(small.reshape(-1, 10), big.reshape(-1, 10)[:100])
+    assert np.array_equal(small, again)
+    ref = naive.naive_masks(2, 150000).astype(bool)
+    assert np.array_equal(big.reshape(-1, 10), ref)
+    # masks of a (L, V) are the first L*V shuffles, laid out layer-major
+    m = A.split_masks(5, 4, 7)
+    ref5 = naive.naive_masks(5, 28).astype(bool).reshape(4, 7, 10)
+    assert np.array_equal(m, ref5)
+
+
+def test_masks_always_five_of_ten():
+    m = A.split_masks(7, 9, 1000)
+    assert (m.sum(-1) == 5).all()
+
+
+def test_global_stream_untouched():
+    np.random.seed(99)
+    before = np.random.get_state()[1].copy(), np.random.get_state()[2]
+    A.clear_mask_cache()
+    vals = np.random.RandomState(0).rand(3, 20, 10)
+    np.random.seed(99)
+    A.best_layer_independent_splits(vals, _subj(20, 2))
+    after = np.random.get_state()
+    assert np.array_equal(after[1], before[0]) and after[2] == before[1]
+
+
+# ----------------------------------------------------------------------------- tie-breaking
+def test_argmax_random_ties_against_naive():
+    rs = np.random.RandomState(3)
+    sel = rs.randint(0, 3, size=(5, 200)).astype(float)  # many ties
+    sel[:, 7] = 0.4                                       # all layers tie
+    sel[2, 8] = np.nan
+    got = A.argmax_random_ties(sel)
+    ref = naive.naive_argmax_ties(sel)
+    assert got.tolist() == ref
+    assert got[8] == -1
+
+
+def test_argmax_no_ties_is_plain_argmax():
+    sel = np.random.RandomState(1).rand(6, 300)
+    assert np.array_equal(A.argmax_random_ties(sel), sel.argmax(0))
+
+
+def test_ties_uniform():
+    sel = np.zeros((3, 30000))
+    b = A.argmax_random_ties(sel)
+    frac = np.bincount(b, minlength=3) / b.size
+    assert np.allclose(frac, 1 / 3, atol=0.015)
+
+
+# ----------------------------------------------------------------------------- best layer
+def _check_best_layer(values, subj, clip):
+    res = A.best_layer_independent_splits(values, subj, clip=clip)
+    scores, per_iter, vox = naive.naive_best_layer(values, subj, clip=clip)
+    assert np.array_equal(res.voxel_scores, vox, equal_nan=True)
+    for s in scores:
+        assert res.subject_scores[s] == pytest.approx(scores[s], rel=1e-15, abs=0, nan_ok=True)
+        assert [per_iter[i][s] for i in range(10)] == pytest.approx(
+            res.per_iteration[s].tolist(), rel=1e-15, abs=0, nan_ok=True)
+    return res
+
+
+def test_best_layer_matches_naive_random():
+    rs = np.random.RandomState(10)
+    vals = rs.rand(4, 45, 10) * 1.3 - 0.1        # some > 1 to exercise clipping
+    res = _check_best_layer(vals, _subj(45, 3), clip=True)
+    assert res.per_iteration.shape == (10, 3)
+    assert res.best_layer.shape == (10, 45)
+    assert res.score == pytest.approx(res.subject_scores.mean())
+
+
+def test_best_layer_matches_naive_with_ties_and_clipping():
+    rs = np.random.RandomState(11)
+    vals = rs.rand(5, 40, 10) * 1.5
+    vals[:, :10, :] = 0.3                          # constant across layers and splits: all tie
+    vals[:, 10:20, :] = 2.0                        # all clip to 1: all tie after clipping
+    vals[:, 20:25, :] = np.round(vals[:, 20:25, :], 1)  # partial ties
+    res = _check_best_layer(vals, _subj(40, 4), clip=True)
+    assert (res.voxel_scores[:, :10] == 0.3).all()
+    assert (res.voxel_scores[:, 10:20] == 1.0).all()
+    # tied voxels pick varied layers
+    assert len(np.unique(res.best_layer[:, :20])) > 1
+
+
+def test_best_layer_unclipped_and_single_voxel_subjects():
+    rs = np.random.RandomState(12)
+    vals = rs.rand(3, 5, 10) * 2
+    subj = np.array([0, 1, 2, 3, 4])              # one voxel per subject
+    res = _check_best_layer(vals, subj, clip=False)
+    assert res.voxel_scores.max() > 1
+    assert np.allclose(res.per_iteration.to_numpy(), res.voxel_scores)
+
+
+def test_best_layer_nan_propagates():
+    rs = np.random.RandomState(13)
+    vals = rs.rand(3, 12, 10)
+    vals[1, 4, 6] = np.nan
+    res = _check_best_layer(vals, _subj(12, 2), clip=True)
+    assert np.isnan(res.subject_scores[0])
+    assert not np.isnan(res.subject_scores[1])
+    assert np.isnan(res.score)
+
+
+def test_loop_and_numba_paths_agree():
+    rs = np.random.RandomState(14)
+    vals = rs.rand(7, 300, 10)
+    vals[:, :30] = 0.5
+    a = A.best_layer_independent_splits(vals, _subj(300, 5))
+    b = A.best_layer_independent_splits(vals, _subj(300, 5), mask_method="loop")
+    assert np.array_equal(a.voxel_scores, b.voxel_scores)
+    assert np.array_equal(a.best_layer, b.best_layer)
+
+
+def test_best_layer_independent_of_subject_labels_order():
+    rs = np.random.RandomState(15)
+    vals = rs.rand(3, 30, 10)
+    subj = np.array(["b", "a", "c"] * 10)
+    res = A.best_layer_independent_splits(vals, subj)
+    assert list(res.subject_scores.index) == ["a", "b", "c"]
+
+
+def test_spectemp_single_layer():
+    rs = np.random.RandomState(16)
+    vals = rs.rand(25, 10) * 1.2
+    subj = _subj(25, 3)
+    res = A.spectemp_independent_splits(vals, subj)
+    assert (res.best_layer == 0).all()
+    ref, _, _ = naive.naive_best_layer(vals[None], subj, clip=True)
+    for s, v in ref.items():
+        assert res.subject_scores[s] == pytest.approx(v, rel=1e-15)
+    # readout over the mask-0 splits of the first n_voxels shuffles of each stream
+    for i in range(10):
+        m = A.split_masks(i, 1, 25)[0]
+        exp = np.minimum(np.median(vals[~m].reshape(25, 5), axis=1), 1)
+        assert np.array_equal(res.voxel_scores[i], exp)
+
+
+def test_components():
+    rs = np.random.RandomState(17)
+    vals = rs.rand(4, 6, 10)
+    vals[:, 0] = 0.2
+    names = ["lowfreq", "highfreq", "envsounds", "pitch", "speech", "music"]
+    df = A.components_independent_splits(vals, names)
+    _, _, vox = naive.naive_best_layer(vals, np.arange(6), clip=False)
+    assert list(df.index) == names
+    assert np.array_equal(df[[f"iter_{i}" for i in range(10)]].to_numpy(), vox.T)
+    assert np.allclose(df["score"], vox.mean(0), rtol=1e-15, atol=0)
+
+
+# ----------------------------------------------------------------------------- summaries
+def test_voxel_summary():
+    rs = np.random.RandomState(18)
+    arrays = {n: rs.rand(20, 10) * 1.5 for n in ["r_test", "r2_test", "r2_test_c", "alpha"]}
+    df = A.voxel_summary(arrays)
+    exp_cols = [f"{s}_{n}" for n in arrays for s in ("mean", "median", "std")]
+    assert list(df.columns) == exp_cols
+    assert np.array_equal(df["median_r2_test_c"], np.minimum(np.median(arrays["r2_test_c"], 1), 1))
+    assert df["median_r2_test_c"].max() == 1.0
+    assert np.array_equal(df["median_r2_test"], np.median(arrays["r2_test"], 1))  # not clipped
+    assert np.allclose(df["std_alpha"], [np.sqrt(np.mean((r - r.mean()) ** 2)) for r in arrays["alpha"]])
+    with pytest.raises(ValueError):
+        A.voxel_summary({"a": np.zeros((3, 10)), "b": np.zeros((4, 10))})
+    with pytest.raises(ValueError):
+        A.voxel_summary({"a": np.zeros(10)})
+
+
+def test_within_subject_sem_against_naive():
+    rs = np.random.RandomState(19)
+    m = rs.rand(8, 11)
+    assert np.allclose(A.within_subject_sem(m), naive.naive_within_subject_sem(m.tolist()),
+                       rtol=1e-12, atol=0)
+    # adding a per-subject offset does not change it
+    assert np.allclose(A.within_subject_sem(m + rs.rand(8, 1) * 5), A.within_subject_sem(m))
+    with pytest.raises(ValueError):
+        A.within_subject_sem(m[:1])
+
+
+def test_across_layer_curve():
+    rs = np.random.RandomState(20)
+    vals = rs.rand(6, 40)
+    subj = _subj(40, 4)
+    c = A.across_layer_curve(vals, subj, layer_names=list("abcdef"))
+    assert c.per_subject.shape == (4, 6) and c.layers == list("abcdef")
+    for s in range(4):
+        assert np.array_equal(c.per_subject.loc[s].to_numpy(), np.median(vals[:, subj == s], axis=1))
+    assert np.allclose(c.mean, c.per_subject.to_numpy().mean(0))
+    assert np.allclose(c.sem, naive.naive_within_subject_sem(c.per_subject.to_numpy().tolist()))
+    with pytest.raises(ValueError):
+        A.across_layer_curve(vals, subj[:-1])
+    with pytest.raises(ValueError):
+        A.across_layer_curve(vals, subj, layer_names=["a"])
+
+
+def test_across_models_summary():
+    rows = []
+    rs = np.random.RandomState(21)
+    for model in ["m1", "m2", "spectemp"]:
+        for rn in ([False, True] if model != "spectemp" else [False]):
+            for s in range(5):
+                rows.append({"model": model, "randnetw": rn, "subj_idx": s, "score": rs.rand()})
+    df = pd.DataFrame(rows)
+    out = A.across_models_summary(df)
+    trained = out[~out.randnetw]
+    assert set(trained.model) == {"m1", "m2", "spectemp"}
+    assert list(trained["mean"]) == sorted(trained["mean"], reverse=True)
+    wide = df[~df.randnetw].pivot(index="subj_idx", columns="model", values="score")
+    sem = dict(zip(wide.columns, naive.naive_within_subject_sem(wide.to_numpy().tolist())))
+    for _, r in trained.iterrows():
+        assert r["sem"] == pytest.approx(sem[r["model"]])
+    perm = out[out.randnetw]
+    assert set(perm.model) == {"m1", "m2", "spectemp"}
+    with pytest.raises(ValueError):
+        A.across_models_summary(df.iloc[1:])
+    with pytest.raises(ValueError):
+        A.across_models_summary(df.drop(columns="score"))
+
+
+# ----------------------------------------------------------------------------- ROI
+def test_best_layer_per_roi_against_naive():
+    rs = np.random.RandomState(22)
+    L, V = 7, 120
+    split_vals = rs.rand(L, V, 10) * 1.2
+    split_vals[:, :15] = 0.5                           # ties
+    subj = _subj(V, 4)
+    rois = np.array(["Primary", "Anterior", "Lateral", "Posterior", None, "Primary"] * 20, dtype=object)
+    med = np.minimum(np.median(split_vals, 2), 1)
+    t = A.best_layer_per_roi(med, subj, rois)
+    t3 = A.best_layer_per_roi(split_vals, subj, rois)
+    pd.testing.assert_frame_equal(t, t3)
+    ref = naive.naive_roi(med, subj, rois)
+    assert len(t) == len(ref)
+    for _, r in t.iterrows():
+        assert r["rel_pos"] == ref[(r["subj_idx"], r["roi"])]
+    assert t["rel_pos"].between(0, 1).all()
+    assert list(t.columns) == ["subj_idx", "roi", "rel_pos", "n_voxels"]
+    with pytest.raises(ValueError):
+        A.best_layer_per_roi(med[:1], subj, rois)
+    with pytest.raises(ValueError):
+        A.best_layer_per_roi(med, subj, rois[:-1])
+
+
+def test_roi_model_table_and_wilcoxon():
+    rs = np.random.RandomState(23)
+    per_model = {}
+    for k in range(15):
+        rows = [{"subj_idx": s, "roi": roi, "rel_pos": rs.rand() * (0.6 if roi == "Primary" else 1),
+                 "n_voxels": 3} for s in range(4) for roi in A.ROI_ORDER]
+        per_model[f"m{k}"] = pd.DataFrame(rows)
+    table = A.roi_model_table(per_model)
+    assert list(table.columns) == list(A.ROI_ORDER) and list(table.index) == list(per_model)
+    assert table.loc["m3", "Lateral"] == pytest.approx(
+        per_model["m3"].query("roi == 'Lateral'")["rel_pos"].mean())
+    w = A.roi_wilcoxon(table)
+    assert list(w.index) == ["Anterior", "Lateral", "Posterior"]
+    for roi in w.index:
+        sc = stats.wilcoxon(table["Primary"], table[roi], method="approx")
+        assert w.loc[roi, "statistic"] == sc.statistic and w.loc[roi, "pvalue"] == sc.pvalue
+        t, p = naive.naive_wilcoxon_approx(table["Primary"].tolist(), table[roi].tolist())
+        assert w.loc[roi, "statistic"] == pytest.approx(t)
+        assert w.loc[roi, "pvalue"] == pytest.approx(p, rel=1e-10)
+    with pytest.raises(ValueError):
+        A.roi_wilcoxon(table.drop(columns="Lateral"))
+
+
+# ----------------------------------------------------------------------------- comparisons
+def test_bootstrap_matches_sequential_global_stream():
+    rs = np.random.RandomState(24)
+    v1 = rs.rand(8) * 0.1 + 0.6
+    v2 = rs.rand(8) * 0.1 + 0.6
+    res = A.bootstrap_model_comparison(v1, v2, n_boot=2000)
+    p, means = naive.naive_bootstrap(v1, v2, n_boot=2000)
+    assert np.allclose(res.boot_means, means, rtol=1e-15, atol=0)
+    assert res.p_value == p
+    assert res.mean_1 == pytest.approx(v1.mean())
+    with pytest.raises(ValueError):
+        A.bootstrap_model_comparison(v1, v2[:, None])
+
+
+def test_permutation_component_comparison():
+    rs = np.random.RandomState(25)
+    a = rs.rand(10) + 0.5
+    b = rs.rand(10)
+    res = A.permutation_component_comparison(a, b, n_perm=500)
+    r2 = np.random.RandomState(0)
+    pooled = np.concatenate([a, b])
+    null = []
+    for _ in range(500):
+        p = r2.permutation(pooled)
+        null.append(p[:10].mean() - p[10:].mean())
+    assert np.array_equal(res.null, null)
+    assert res.observed == pytest.approx(a.mean() - b.mean())
+    assert res.p_value == np.mean(np.abs(null) >= abs(res.observed))
+    assert res.p_value < 0.05
+    same = A.permutation_component_comparison(a, a.copy(), n_perm=200)
+    assert same.p_value == 1.0
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("shape", [(3, 10), (3, 5, 9), (0, 5, 10), (3, 0, 10)])
+def test_best_layer_bad_shapes(shape):
+    with pytest.raises(ValueError):
+        A.best_layer_independent_splits(np.zeros(shape), np.zeros(shape[1] if len(shape) > 1 else 0))
+
+
+def test_best_layer_bad_subj_and_iterations():
+    v = np.zeros((2, 5, 10))
+    with pytest.raises(ValueError):
+        A.best_layer_independent_splits(v, np.zeros(4))
+    with pytest.raises(ValueError):
+        A.best_layer_independent_splits(v, np.zeros((5, 1)))
+    with pytest.raises(ValueError):
+        A.best_layer_independent_splits(v, np.zeros(5), n_iterations=0)
+    with pytest.raises(ValueError):
+        A.spectemp_independent_splits(v, np.zeros(5))
+    with pytest.raises(ValueError):
+        A.split_masks(0, 0, 5)
