@@ -46,6 +46,10 @@ proves the masks bit-identical to the real ``np.random.shuffle`` for many seeds.
 Because the stream runs layer by layer, the masks of (iteration, n_layers, n_voxels) are the
 first ``n_layers * n_voxels`` shuffles of stream ``i``: they are cached per (iteration,
 n_voxels) and extended on demand, so every model with that many voxels reuses them.
+
+Timing (2-core machine, NH2015-sized model: 9 layers x 7,694 voxels x 10 iterations): the
+literal reference loop (tests/naive_analysis.py) ~13 s; the literal shuffle loop for the masks
+alone ~1.2 s; fastenc ~0.33 s with a cold mask cache, ~0.085 s warm.
 """
 from __future__ import annotations
 

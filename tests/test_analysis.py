@@ -362,3 +362,36 @@ def test_best_layer_bad_subj_and_iterations():
         A.spectemp_independent_splits(v, np.zeros(5))
     with pytest.raises(ValueError):
         A.split_masks(0, 0, 5)
+
+
+# ----------------------------------------------------------------------------- figures
+def test_figures_smoke(tmp_path):
+    from matplotlib.figure import Figure
+
+    from fastenc import figures as F
+
+    rs = np.random.RandomState(26)
+    rows = [{"model": m, "randnetw": rn, "subj_idx": s, "score": rs.rand()}
+            for m in ["a", "b", "c"] for rn in (False, True) for s in range(4)]
+    rows += [{"model": "spectemp", "randnetw": False, "subj_idx": s, "score": 0.5} for s in range(4)]
+    df = pd.DataFrame(rows)
+    fig = F.plot_across_models(df, display_names={"a": "Model A"}, path=tmp_path / "models.png")
+    assert isinstance(fig, Figure)
+    assert (tmp_path / "models.png").stat().st_size > 0 and (tmp_path / "models.pdf").exists()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert "Model A" in labels and len(fig.axes) == 2
+
+    subj = _subj(40, 4)
+    curves = {m: A.across_layer_curve(rs.rand(5, 40), subj) for m in ["a", "b"]}
+    F.plot_across_layers(curves, permuted=curves, spectemp=(0.5, 0.01), path=tmp_path / "layers")
+    assert (tmp_path / "layers.png").exists()
+
+    sc = pd.DataFrame(rs.rand(4, 6), index=["a", "b", "c", "spectemp"], columns=list("uvwxyz"))
+    F.plot_components(sc, path=tmp_path / "comp")
+    assert (tmp_path / "comp.pdf").exists()
+
+    tab = pd.DataFrame(rs.rand(8, 4), columns=list(A.ROI_ORDER))
+    F.plot_roi_best_layer(tab, A.roi_wilcoxon(tab), path=tmp_path / "roi")
+    assert (tmp_path / "roi.png").exists()
+    with pytest.raises(ValueError):
+        F.plot_roi_best_layer(tab.drop(columns="Primary"))

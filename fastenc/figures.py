@@ -1,0 +1,277 @@
+"""Figures of the analysis stage (METHOD §5), matplotlib, no pyplot.
+
+Each function builds a :class:`matplotlib.figure.Figure` on the Agg canvas (no global pyplot
+state, no display needed), saves ``<path>.png`` and ``<path>.pdf`` when ``path`` is given (the
+suffix of ``path``, if any, is replaced), and returns the Figure.
+
+Scores are "median noise-corrected R²" (best layer on independent splits) unless stated.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import analysis as _an
+
+__all__ = ["plot_across_models", "plot_across_layers", "plot_components", "plot_roi_best_layer",
+           "save_figure"]
+
+R2C_LABEL = "Median noise-corrected R²"
+TRAINED_COLOR = "#2b6cb0"
+PERMUTED_COLOR = "#a0aec0"
+SPECTEMP_COLOR = "#c05621"
+ROI_COLORS = {"Anterior": "#2f855a", "Lateral": "#b7791f", "Posterior": "#805ad5"}
+
+
+def _new_figure(figsize) -> Figure:
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path, dpi: int = 150) -> list[Path]:
+    """Save ``fig`` as ``path`` with suffixes .png and .pdf; returns the two paths."""
+    p = Path(path)
+    if p.suffix.lower() in (".png", ".pdf"):
+        p = p.with_suffix("")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    out = [p.with_name(p.name + ".png"), p.with_name(p.name + ".pdf")]
+    fig.savefig(out[0], dpi=dpi)
+    fig.savefig(out[1])
+    return out
+
+
+def _name(model, display_names):
+    if display_names and model in display_names:
+        return display_names[model]
+    return str(model)
+
+
+def _spectemp_band(ax, mean, sem, label, horizontal=True):
+    if horizontal:
+        ax.axhspan(mean - sem, mean + sem, color=SPECTEMP_COLOR, alpha=0.18, lw=0, zorder=0)
+        ax.axhline(mean, color=SPECTEMP_COLOR, lw=1.5, ls="--", zorder=1, label=label)
+
+
+# --------------------------------------------------------------------------------------
+def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
+                       display_names: Mapping[str, str] | None = None,
+                       title: str = "Best layer on independent splits",
+                       ylabel: str = R2C_LABEL, order: str = "trained",
+                       path=None) -> Figure:
+    """Bars across models: trained and permuted networks in two panels, spectemp as a band.
+
+    ``df``: long table ``model, randnetw, subj_idx, score`` (see
+    :func:`fastenc.analysis.across_models_summary`, which computes the bars: mean over
+    participants, error = within-subject SEM over all models of the panel plus spectemp).
+    Bars are sorted by descending score; ``order="trained"`` uses the trained panel's order for
+    the permuted panel too (easier to compare), ``order="each"`` sorts each panel on its own.
+    """
+    summ = _an.across_models_summary(df, spectemp=spectemp)
+    if summ.empty:
+        raise ValueError("nothing to plot")
+    panels = [(rn, summ[summ["randnetw"] == rn]) for rn in (False, True)
+              if (summ.loc[summ["randnetw"] == rn, "is_baseline"] == False).any()]  # noqa: E712
+    n_models = max(int((~p["is_baseline"]).sum()) for _, p in panels)
+    fig = _new_figure((max(6.0, 0.42 * n_models * len(panels) + 2.5), 4.8))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    trained_order = None
+    for ax, (rn, p) in zip(axes, panels):
+        bars = p[~p["is_baseline"]]
+        if order == "trained" and rn and trained_order is not None:
+            rank = {m: k for k, m in enumerate(trained_order)}
+            bars = bars.assign(_r=bars["model"].map(lambda m: rank.get(m, len(rank))))
+            bars = bars.sort_values(["_r", "mean"], ascending=[True, False], kind="stable")
+        else:
+            bars = bars.sort_values("mean", ascending=False, kind="stable")
+        if not rn:
+            trained_order = list(bars["model"])
+        x = np.arange(len(bars))
+        color = PERMUTED_COLOR if rn else TRAINED_COLOR
+        ax.bar(x, bars["mean"], yerr=bars["sem"], color=color, edgecolor="black", lw=0.5,
+               capsize=2, error_kw={"lw": 0.8}, zorder=2,
+               label="Permuted network" if rn else "Trained network")
+        base = p[p["is_baseline"]]
+        if len(base):
+            b = base.iloc[0]
+            _spectemp_band(ax, b["mean"], b["sem"], f"{_name(spectemp, display_names)} "
+                           f"baseline ({b['mean']:.3f})")
+        ax.set_xticks(x)
+        ax.set_xticklabels([_name(m, display_names) for m in bars["model"]], rotation=60,
+                           ha="right", fontsize=8)
+        ax.set_xlim(-0.7, len(bars) - 0.3)
+        ax.set_title("Permuted networks" if rn else "Trained networks", fontsize=11)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel(f"{ylabel}\n(mean ± within-subject SEM, n = {int(summ['n_subjects'].iloc[0])})")
+    top = float(np.nanmax(summ["mean"] + summ["sem"].fillna(0)))
+    axes[0].set_ylim(0, max(1.0, top * 1.1) if top > 0.9 else top * 1.15 + 0.02)
+    fig.suptitle(title, fontsize=12)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+def plot_across_layers(curves: Mapping[str, "_an.LayerCurve"],
+                       permuted: Mapping[str, "_an.LayerCurve"] | None = None,
+                       display_names: Mapping[str, str] | None = None,
+                       spectemp: "_an.LayerCurve | tuple[float, float] | None" = None,
+                       title: str = "Prediction across model stages", ylabel: str = R2C_LABEL,
+                       ncols: int | None = None, path=None) -> Figure:
+    """Per-model across-layer curves (mean over participants ± within-subject SEM, shaded).
+
+    One panel per model (layer names on the x axis, shared y axis); the permuted network's curve
+    (``permuted[model]``) is drawn in gray in the same panel; ``spectemp`` (its one-layer curve,
+    or ``(mean, sem)``) as a horizontal band.
+    """
+    if not curves:
+        raise ValueError("no curves")
+    models = list(curves)
+    n = len(models)
+    ncols = ncols or min(n, 4)
+    nrows = -(-n // ncols)
+    fig = _new_figure((3.4 * ncols + 0.6, 3.0 * nrows + 0.8))
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    st = None
+    if spectemp is not None:
+        st = ((float(spectemp.mean[0]), float(spectemp.sem[0]))
+              if isinstance(spectemp, _an.LayerCurve) else tuple(map(float, spectemp)))
+    ymax = 0.0
+    for ax, model in zip(axes, models):
+        c = curves[model]
+        x = np.arange(len(c.mean))
+        items = [(c, TRAINED_COLOR, "Trained")]
+        if permuted and model in permuted:
+            items.append((permuted[model], "#718096", "Permuted"))
+        for cur, col, lab in items:
+            xx = np.arange(len(cur.mean))
+            ax.plot(xx, cur.mean, "-o", color=col, ms=3, lw=1.5, label=lab, zorder=3)
+            ax.fill_between(xx, cur.mean - cur.sem, cur.mean + cur.sem, color=col, alpha=0.25,
+                            lw=0, zorder=2)
+            ymax = max(ymax, float(np.nanmax(cur.mean + cur.sem)))
+        if st is not None:
+            _spectemp_band(ax, st[0], st[1], "SpectroTemporal")
+            ymax = max(ymax, st[0] + st[1])
+        ax.set_xticks(x)
+        ax.set_xticklabels([str(l) for l in c.layers], rotation=70, ha="right", fontsize=7)
+        ax.set_title(_name(model, display_names), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for r in range(nrows):
+        axes[r * ncols].set_ylabel(ylabel, fontsize=9)
+    axes[0].set_ylim(0, ymax * 1.1 + 0.02)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9,
+               frameon=False)
+    fig.suptitle(f"{title}\n(mean over participants ± within-subject SEM across layers)",
+                 fontsize=11)
+    for c in range(ncols):  # x label on the lowest visible panel of each column
+        col = [axes[r * ncols + c] for r in range(nrows) if r * ncols + c < n]
+        if col:
+            col[-1].set_xlabel("Model stage (layer)", fontsize=9)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+def plot_components(scores: pd.DataFrame, errors: pd.DataFrame | None = None,
+                    spectemp: str | None = "spectemp",
+                    display_names: Mapping[str, str] | None = None,
+                    title: str = "Prediction of fMRI components (best layer on independent splits)",
+                    ylabel: str = "Median R² (not noise-corrected)", ncols: int = 3,
+                    path=None) -> Figure:
+    """Bars per component: one panel per component, models sorted by score.
+
+    ``scores``: DataFrame, rows = models, columns = components (e.g. the ``score`` column of
+    :func:`fastenc.analysis.components_independent_splits` per model). ``errors`` (same shape,
+    optional) are drawn as error bars (e.g. the SD over the 10 iterations). The ``spectemp``
+    row, if present, is drawn as a horizontal band rather than a bar.
+    """
+    if scores.empty:
+        raise ValueError("no scores")
+    comps = list(scores.columns)
+    nrows = -(-len(comps) // ncols)
+    n_models = len(scores.index) - int(spectemp in scores.index)
+    fig = _new_figure((max(3.0, 0.32 * n_models + 1.2) * ncols, 3.3 * nrows + 1.0))
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    for ax, comp in zip(axes, comps):
+        s = scores[comp]
+        base = s.get(spectemp) if spectemp is not None else None
+        bars = s.drop(index=[spectemp], errors="ignore").sort_values(ascending=False, kind="stable")
+        x = np.arange(len(bars))
+        yerr = errors.loc[bars.index, comp].to_numpy() if errors is not None else None
+        ax.bar(x, bars.to_numpy(), yerr=yerr, color=TRAINED_COLOR, edgecolor="black", lw=0.5,
+               capsize=2, zorder=2)
+        if base is not None and np.isfinite(base):
+            ax.axhline(base, color=SPECTEMP_COLOR, ls="--", lw=1.5, zorder=3,
+                       label=f"{_name(spectemp, display_names)} ({base:.3f})")
+            ax.legend(fontsize=7, frameon=False, loc="upper right")
+        ax.set_xticks(x)
+        ax.set_xticklabels([_name(m, display_names) for m in bars.index], rotation=70,
+                           ha="right", fontsize=7)
+        ax.set_title(str(comp), fontsize=10)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in axes[len(comps):]:
+        ax.set_visible(False)
+    for r in range(nrows):
+        axes[r * ncols].set_ylabel(ylabel, fontsize=9)
+    axes[0].set_ylim(0, min(1.0, float(np.nanmax(scores.to_numpy())) * 1.15 + 0.02))
+    fig.suptitle(title, fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+def plot_roi_best_layer(table: pd.DataFrame, pvalues=None, primary: str = "Primary",
+                        others: Sequence[str] = ("Anterior", "Lateral", "Posterior"),
+                        display_names: Mapping[str, str] | None = None,
+                        annotate_models: bool = False,
+                        title: str = "Best model stage per anatomical ROI", path=None) -> Figure:
+    """Scatter of each model's relative best-layer position, Primary (x) vs non-primary (y).
+
+    ``table``: :func:`fastenc.analysis.roi_model_table` (rows = models, ROI columns).
+    ``pvalues``: :func:`fastenc.analysis.roi_wilcoxon` output or a mapping ROI -> p; shown in
+    the legend. Points above the diagonal: the model's best stage is later for that ROI.
+    """
+    missing = [c for c in (primary, *others) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}")
+    if isinstance(pvalues, pd.DataFrame):
+        pmap = pvalues["pvalue"].to_dict()
+    else:
+        pmap = dict(pvalues or {})
+    fig = _new_figure((5.6, 5.4))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", zorder=1, label="Equal position")
+    for roi in others:
+        p = pmap.get(roi)
+        lab = roi if p is None else f"{roi} (Wilcoxon p = {p:.2g})"
+        ax.scatter(table[primary], table[roi], s=28, color=ROI_COLORS.get(roi), alpha=0.85,
+                   edgecolor="black", lw=0.4, zorder=3, label=lab)
+    if annotate_models:
+        for m, row in table.iterrows():
+            ax.annotate(_name(m, display_names), (row[primary], row[list(others)].max()),
+                        fontsize=6, xytext=(2, 2), textcoords="offset points")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{primary} ROI: relative best-layer position\n(0 = first layer, 1 = last)")
+    ax.set_ylabel("Non-primary ROI: relative best-layer position")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{title}\n(one point per model x ROI, n = {len(table)} models)", fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
