@@ -1,0 +1,281 @@
+"""Glue of ``run_all`` after the regression: read stored units, run METHOD §5/§6, write tidy CSVs.
+
+The computations live in :mod:`fastenc.analysis` (§5) and :mod:`fastenc.rsa` (§6); this module
+only reads the result store, calls them and writes tables (``<out>/*.csv``) and figures.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import analysis as an
+from .progress import Progress
+from .store import ResultStore
+
+__all__ = ["run_analysis", "run_rsa", "draw_figures", "SPECTEMP"]
+
+SPECTEMP = "spectemp"
+NEURAL = ("NH2015", "B2021")
+
+
+def _layer_values(store, target, model, randnetw, layers, name):
+    """Stack one metric over layers: (n_layers, n_targets, n_splits)."""
+    return np.stack([store.read(target, model, randnetw, layer, names=[name])[name] for layer in layers])
+
+
+def _roi_meta(data_dir, target):
+    from .io import load_neural
+    nd = load_neural(data_dir, target)
+    return nd.roi_meta["subj_idx"].to_numpy(), nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+
+
+def run_analysis(data_dir, out, work, targets, registry, progress=True) -> dict:
+    """METHOD §5 on the stored regression results; writes CSVs under ``out``."""
+    out = Path(out)
+    store = ResultStore(out)
+    tables = {}
+    bar = Progress(len(work) * len(targets), "analysis  ", enabled=progress)
+    for target in targets:
+        if target == "NH2015comp":
+            tables.update(_components(store, out, target, work, registry, bar))
+            continue
+        subj, roi = _roi_meta(data_dir, target)
+        scores, curves, roi_tables = [], [], {}
+        for model, randnetw in work:
+            layers = registry.layers(model)
+            vals = _layer_values(store, target, model, randnetw, layers, "r2_test_c")
+            res = an.best_layer_independent_splits(vals, subj, clip=True)
+            for s, v in res.subject_scores.items():
+                scores.append({"model": model, "randnetw": randnetw, "subj_idx": s, "score": v})
+            med = np.minimum(np.median(vals, axis=2), 1.0)  # clipped median r2_c per layer x voxel
+            curve = an.across_layer_curve(med, subj, layer_names=layers)
+            for li, layer in enumerate(layers):
+                curves.append({"source_model": model, "randnetw": randnetw, "layer": layer,
+                               "layer_pos": li, "median_r2_test_c_mean": curve.mean[li],
+                               "median_r2_test_c_yerr": curve.sem[li]})
+            if not randnetw and len(layers) >= 2:
+                roi_tables[model] = an.best_layer_per_roi(vals, subj, roi)
+            bar.update(1, note=f"{target} {model}")
+        long = pd.DataFrame(scores)
+        long.rename(columns={"model": "source_model"}).to_csv(out / f"subject-scores_{target}.csv", index=False)
+        summ = an.across_models_summary(long, spectemp=SPECTEMP if (long["model"] == SPECTEMP).any() else None)
+        summ = summ.rename(columns={"model": "source_model", "mean": "median_r2_test_c_mean",
+                                    "sem": "median_r2_test_c_yerr"})
+        # spectemp has no permuted version: its row in the permuted panel only anchors the SEM
+        summ = summ[~((summ["source_model"] == SPECTEMP) & summ["randnetw"])].reset_index(drop=True)
+        summ["display_name"] = [registry.display_name(m) for m in summ["source_model"]]
+        summ.to_csv(out / f"across-models_{target}.csv", index=False)
+        tables[f"across-models_{target}"] = summ
+        tables[f"subject-scores_{target}"] = long
+        cdf = pd.DataFrame(curves)
+        cdf.to_csv(out / f"across-layers_{target}.csv", index=False)
+        tables[f"across-layers_{target}"] = cdf
+        if roi_tables:
+            per_model = an.roi_model_table(roi_tables)
+            per_model.to_csv(out / f"best-layer-roi_{target}.csv")
+            tables[f"best-layer-roi_{target}"] = per_model
+            if len(per_model) >= 2:
+                wil = an.roi_wilcoxon(per_model)
+                wil.to_csv(out / f"best-layer-roi-wilcoxon_{target}.csv")
+                tables[f"best-layer-roi-wilcoxon_{target}"] = wil
+        comp = _comparisons(long)
+        if len(comp):
+            comp.to_csv(out / f"model-comparisons_{target}.csv", index=False)
+            tables[f"model-comparisons_{target}"] = comp
+    return tables
+
+
+def _comparisons(long: pd.DataFrame) -> pd.DataFrame:
+    """Each trained model vs its permuted version and vs spectemp: subject bootstrap (METHOD §5)."""
+    rows = []
+    trained = long[~long["randnetw"]]
+    by = {(m, r): g.sort_values("subj_idx")["score"].to_numpy() for (m, r), g in long.groupby(["model", "randnetw"])}
+    for model in trained["model"].unique():
+        if model == SPECTEMP:
+            continue
+        for other in ((model, True), (SPECTEMP, False)):
+            if other not in by:
+                continue
+            res = an.bootstrap_model_comparison(by[(model, False)], by[other], n_boot=10000, seed=0)
+            rows.append({"model_1": model, "model_2": other[0], "model_2_randnetw": other[1],
+                         "mean_1": float(np.mean(by[(model, False)])), "mean_2": float(np.mean(by[other])),
+                         "p_value": res.p_value})
+    return pd.DataFrame(rows)
+
+
+def _components(store, out, target, work, registry, bar) -> dict:
+    rows = []
+    for model, randnetw in work:
+        layers = registry.layers(model)
+        vals = _layer_values(store, target, model, randnetw, layers, "r2_test")
+        names = store_names(store, target, model, randnetw, layers[0])
+        df = an.components_independent_splits(vals, component_names=names, clip=False)
+        iters = df[[c for c in df.columns if c.startswith("iter_")]].to_numpy()
+        n_it = iters.shape[1]
+        for comp, score, sd in zip(df.index, df["score"], iters.std(axis=1)):
+            rows.append({"source_model": model, "randnetw": randnetw, "component": comp,
+                         "median_r2_test_mean": score,
+                         # no participants: spread over the 10 independent-split iterations
+                         "median_r2_test_yerr": sd / np.sqrt(max(n_it - 1, 1)),
+                         "best_layer": layers[int(df.loc[comp, "best_layer_mode"])]})
+        bar.update(1, note=f"{target} {model}")
+    cdf = pd.DataFrame(rows)
+    cdf.to_csv(Path(out) / f"across-models_{target}.csv", index=False)
+    return {f"across-models_{target}": cdf}
+
+
+def store_names(store, target, model, randnetw, layer):
+    import h5py
+    with h5py.File(store.path(target, model, randnetw, layer), "r") as f:
+        return [n.decode() for n in f["target_names"][()]]
+
+
+RSA_ROIS = ("All", "Primary", "Lateral", "Posterior", "Anterior")
+
+
+def _rsa_participants(data_dir, target):
+    """Per ROI: list of (subj_idx, (165, voxels) mean-over-repetitions array).
+
+    Participants with fewer than 2 voxels in an ROI are left out of that ROI (a similarity
+    matrix needs >= 2 features); an ROI with fewer than 2 such participants is skipped.
+    """
+    from .io import load_neural
+    nd = load_neural(data_dir, target)
+    Ym = nd.Y.mean(axis=2)
+    subj = nd.roi_meta["subj_idx"].to_numpy()
+    labels = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+    per_roi = {}
+    for roi in RSA_ROIS:
+        in_roi = np.ones(len(subj), bool) if roi == "All" else (labels == roi)
+        parts = [(s, Ym[:, (subj == s) & in_roi]) for s in np.unique(subj)
+                 if ((subj == s) & in_roi).sum() >= 2]
+        if len(parts) >= 2:
+            per_roi[roi] = parts
+    return per_roi
+
+
+def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=None) -> dict:
+    """METHOD §6 for the neural targets; writes ``rsa_across-models_<target>.csv``.
+
+    Per (model, version) the result of every target × ROI is cached atomically in
+    ``<out>/rsa/<target>/<model>[_randnetw].csv`` so a resumed run skips it. Activations are
+    read once per model version for all targets and ROIs.
+    """
+    import os
+
+    from . import rsa
+    from .io import load_stimuli, open_model
+
+    out = Path(out)
+    targets = [t for t in targets if t in NEURAL]
+    if not targets:
+        return {}
+    categories = load_stimuli(data_dir)["category"].tolist()
+    participants = {t: _rsa_participants(data_dir, t) for t in targets}
+    bar = Progress(len(work), "rsa       ", enabled=progress)
+    rows = []
+    for model, randnetw in work:
+        tag = f"{model}_randnetw" if randnetw else model
+        cache = {t: out / "rsa" / t / f"{tag}.csv" for t in targets}
+        if all(c.exists() for c in cache.values()):
+            rows.extend(pd.read_csv(c) for c in cache.values())
+            bar.update(1, note=f"{model} (cached)", skipped=True)
+            continue
+        with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
+            layers = [X for _, X in acts.iter_layers()]
+        for t in targets:
+            recs = []
+            for roi, parts in participants[t].items():
+                res = rsa.cv_best_layer(layers, [p for _, p in parts], categories=categories)
+                for (s, _), sc, nc in zip(parts, res.score, res.noise_ceiling):
+                    recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
+                                 "rsa": sc, "noise_ceiling": nc})
+            df = pd.DataFrame(recs)
+            cache[t].parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache[t].with_name(f".{cache[t].name}.tmp-{os.getpid()}")
+            df.to_csv(tmp, index=False)
+            os.replace(tmp, cache[t])
+            rows.append(df.assign(target=t) if "target" not in df else df)
+        bar.update(1, note=model)
+    tables = {}
+    for t in targets:
+        long = pd.concat([pd.read_csv(out / "rsa" / t / (f"{m}_randnetw" if r else m).__add__(".csv"))
+                          for m, r in work], ignore_index=True)
+        long.to_csv(out / f"rsa_subject-scores_{t}.csv", index=False)
+        summ = []
+        for roi, g in long.groupby("roi", sort=False):
+            ceiling = float(g.groupby("subj_idx")["noise_ceiling"].first().mean())
+            for rn in (False, True):
+                panel = g[(g["randnetw"] == rn) | ((g["source_model"] == SPECTEMP) & ~g["randnetw"])]
+                if rn and not (g["randnetw"]).any():
+                    continue
+                wide = panel.pivot_table(index="subj_idx", columns="source_model", values="rsa")
+                sem = (rsa.within_subject_sem(wide.to_numpy(), quirk=True) if wide.shape[1] >= 2
+                       else np.full(wide.shape[1], np.nan))
+                for j, m in enumerate(wide.columns):
+                    if rn and m == SPECTEMP:
+                        continue
+                    summ.append({"source_model": m, "randnetw": rn and m != SPECTEMP, "roi": roi,
+                                 "rsa_mean": float(wide[m].mean()), "rsa_yerr": float(sem[j]),
+                                 "noise_ceiling": ceiling, "display_name": registry.display_name(m)})
+        sdf = pd.DataFrame(summ).drop_duplicates(["source_model", "randnetw", "roi"])
+        sdf.to_csv(out / f"rsa_across-models_{t}.csv", index=False)
+        tables[f"rsa_across-models_{t}"] = sdf
+    return tables
+
+
+def draw_figures(out, tables, registry):
+    """Draw every figure of the study from the tables into ``<out>/figures`` (PNG and PDF)."""
+    from . import figures
+
+    fig_dir = Path(out) / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    names = {m: registry.display_name(m) for m in registry.model_names()}
+    for t in NEURAL:
+        long = tables.get(f"subject-scores_{t}")
+        if long is not None and len(long):
+            figures.plot_across_models(long, spectemp=SPECTEMP if (long["model"] == SPECTEMP).any() else None,
+                                       display_names=names, title=f"{t}: best layer on independent splits",
+                                       path=fig_dir / f"across-models_{t}")
+        roi = tables.get(f"best-layer-roi_{t}")
+        if roi is not None and len(roi) >= 1:
+            wil = tables.get(f"best-layer-roi-wilcoxon_{t}")
+            figures.plot_roi_best_layer(roi, pvalues=wil, display_names=names,
+                                        title=f"{t}: best model stage per anatomical ROI",
+                                        path=fig_dir / f"best-layer-roi_{t}")
+        curves = tables.get(f"across-layers_{t}")
+        if curves is not None and len(curves):
+            _plot_curves(figures, curves, names, t, fig_dir)
+        rsa_t = tables.get(f"rsa_across-models_{t}")
+        if rsa_t is not None and len(rsa_t) and hasattr(figures, "plot_rsa_across_models"):
+            figures.plot_rsa_across_models(rsa_t, display_names=names, title=f"{t}: model-brain RSA",
+                                           path=fig_dir / f"rsa_across-models_{t}")
+    comp = tables.get("across-models_NH2015comp")
+    if comp is not None and len(comp):
+        trained = comp[~comp["randnetw"]]
+        scores = trained.pivot(index="source_model", columns="component", values="median_r2_test_mean")
+        errors = trained.pivot(index="source_model", columns="component", values="median_r2_test_yerr")
+        figures.plot_components(scores, errors, display_names=names,
+                                spectemp=SPECTEMP if SPECTEMP in scores.index else None,
+                                path=fig_dir / "components_NH2015comp")
+
+
+def _plot_curves(figures, curves, names, target, fig_dir):
+    def as_curves(df):
+        out = {}
+        for m, g in df.groupby("source_model", sort=False):
+            g = g.sort_values("layer_pos")
+            out[m] = an.LayerCurve(per_subject=pd.DataFrame(columns=g["layer"].tolist()),
+                                   mean=g["median_r2_test_c_mean"].to_numpy(),
+                                   sem=g["median_r2_test_c_yerr"].to_numpy())
+        return out
+    trained = as_curves(curves[~curves["randnetw"]])
+    permuted = as_curves(curves[curves["randnetw"]])
+    st = trained.pop(SPECTEMP, None)
+    if trained:
+        figures.plot_across_layers(trained, permuted=permuted, display_names=names,
+                                   spectemp=(float(st.mean[0]), float(st.sem[0])) if st is not None else None,
+                                   title=f"{target}: prediction across model stages",
+                                   path=fig_dir / f"across-layers_{target}")

@@ -1,0 +1,230 @@
+"""The whole study, end to end: ``run_all`` = regression → analysis → RSA → figures.
+
+Work is organised in units (target dataset × model × trained/permuted × layer), each stored
+atomically by :class:`fastenc.store.ResultStore`; a killed run, started again, skips finished
+units and redoes the rest. The regression stage runs one task per (model, trained/permuted):
+the activations of a model are read once (per-sound pickles are read once per model, not
+once per layer) and every layer is scored against every target dataset.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import available_models, load_neural, open_model
+from .progress import Progress
+from .registry import Registry, load_registry, resolve_models
+from .ridge import check_alphas
+from .scoring import Targets, prepare_targets, score_layer
+from .splits import seed_splits
+from .store import ResultStore, fingerprint
+
+__all__ = ["run_all", "run_regression", "TARGETS", "default_demo_dir", "TargetBundle", "load_target_bundle",
+           "regress_model"]
+
+TARGETS = ("NH2015", "B2021", "NH2015comp")
+
+
+def default_demo_dir() -> Path:
+    """Where ``run-all`` without ``--data-dir`` builds the demo: ``$FASTENC_CACHE`` or ``~/.cache/fastenc``."""
+    base = os.environ.get("FASTENC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fastenc")
+    return Path(base) / "demo"
+
+
+@dataclass
+class TargetBundle:
+    """A target dataset prepared once and shared by every layer (and every Dask worker)."""
+
+    name: str
+    targets: Targets
+    target_names: list
+    fingerprint: str
+    repeated: bool
+    subj_idx: np.ndarray | None
+    roi_labels: np.ndarray | None
+
+
+def load_target_bundle(data_dir, name, splits, alphas) -> TargetBundle:
+    """Load one target dataset (METHOD §1) and prepare its regression targets."""
+    nd = load_neural(data_dir, name)
+    tg = prepare_targets(nd.Y)
+    fp = fingerprint(tg.Yt, splits, alphas)
+    subj = roi = None
+    if nd.roi_meta is not None:
+        subj = nd.roi_meta["subj_idx"].to_numpy()
+        roi = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+    return TargetBundle(name=name, targets=tg, target_names=list(nd.target_names), fingerprint=fp,
+                        repeated=nd.has_repetitions, subj_idx=subj, roi_labels=roi)
+
+
+def regress_model(data_dir, out, model, randnetw, bundles, registry: Registry, splits, alphas,
+                  n_threads=None, overwrite=False, on_unit=None):
+    """Score every layer of one model version against every target; skip finished units.
+
+    Returns a list of ``(target, layer, status)`` with status ``"done"`` or ``"skipped"``.
+    Safe to run twice at once or to retry after a crash: each unit is written atomically.
+    """
+    store = ResultStore(out)
+    spec = registry.spec(model)
+    todo = []
+    report = []
+    for layer in spec.layers:
+        need = [b for b in bundles
+                if overwrite or not store.is_complete(b.name, model, randnetw, layer, b.fingerprint)]
+        if need:
+            todo.append((layer, need))
+        for b in bundles:
+            if b not in need:
+                report.append((b.name, layer, "skipped"))
+                if on_unit:
+                    on_unit(b.name, model, randnetw, layer, "skipped")
+    if not todo:
+        return report
+    acts = open_model(data_dir, model, randnetw=randnetw, registry=registry)
+    with acts:
+        for layer, need in todo:
+            try:
+                X = acts.load_layer(layer)
+            except (ValueError, OSError) as e:
+                raise type(e)(f"{e} [model {model}{' (randnetw)' if randnetw else ''}, layer {layer}]") from e
+            for b in need:
+                try:
+                    s = score_layer(X, b.targets, splits=splits, alphas=alphas, n_threads=n_threads)
+                except ValueError as e:
+                    raise ValueError(f"scoring {model}{' (randnetw)' if randnetw else ''} layer {layer} "
+                                     f"against {b.name}: {e}") from e
+                store.write(b.name, model, randnetw, layer, s.arrays(), s.summary(), b.target_names,
+                            b.fingerprint, attrs={"n_units": X.shape[1]})
+                report.append((b.name, layer, "done"))
+                if on_unit:
+                    on_unit(b.name, model, randnetw, layer, "done")
+    return report
+
+
+def plan_models(data_dir, registry, models=None):
+    """(model, randnetw) versions to run: requested models that are present on disk.
+
+    ``models``: names or registry model sets; default every registry model whose
+    activations are present. A requested model with no activations is an error.
+    """
+    present = available_models(data_dir, registry)
+    if models is None:
+        names = list(present)
+    else:
+        names = resolve_models(models, registry)
+        missing = [m for m in names if m not in present]
+        if missing:
+            raise FileNotFoundError(f"no activations under {Path(data_dir) / 'model_actv'} for models {missing}")
+    work = []
+    for m in names:
+        st = present[m]
+        if st.get("trained"):
+            work.append((m, False))
+        if st.get("randnetw"):
+            work.append((m, True))
+    if not work:
+        raise FileNotFoundError(f"no model activations found under {Path(data_dir) / 'model_actv'}")
+    return work
+
+
+def run_regression(data_dir, out, models=None, targets=None, n_threads=None, overwrite=False,
+                   progress=True, client=None, registry=None, alphas=None):
+    """Regression stage over all (target, model, version, layer) units. Returns a summary DataFrame."""
+    registry = registry or load_registry(data_dir)
+    targets = list(targets or TARGETS)
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise ValueError(f"unknown targets {unknown}; choose from {list(TARGETS)}")
+    splits = seed_splits()
+    alphas = check_alphas(alphas)
+    store = ResultStore(out)
+    store.cleanup_partial()
+    work = plan_models(data_dir, registry, models)
+    bundles = [load_target_bundle(data_dir, t, splits, alphas) for t in targets]
+    total = sum(len(registry.spec(m).layers) for m, _ in work) * len(bundles)
+    bar = Progress(total, "regression", enabled=progress)
+    rows = []
+
+    def on_unit(target, model, randnetw, layer, status):
+        bar.update(1, note=f"{model}{'*' if randnetw else ''} {layer}", skipped=status == "skipped")
+        rows.append((target, model, randnetw, layer, status))
+
+    if client is None:
+        for model, randnetw in work:
+            regress_model(data_dir, out, model, randnetw, bundles, registry, splits, alphas,
+                          n_threads=n_threads, overwrite=overwrite, on_unit=on_unit)
+    else:
+        from .distributed import run_regression_dask
+        run_regression_dask(client, data_dir, out, work, bundles, registry, splits, alphas,
+                            n_threads=n_threads, overwrite=overwrite, on_unit=on_unit)
+    return pd.DataFrame(rows, columns=["target", "model", "randnetw", "layer", "status"])
+
+
+def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
+            overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None):
+    """Run the whole study: regression, analysis, RSA and figures.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Data root holding ``data/`` and ``model_actv/`` (the study's layout). Default: the
+        embedded demo, built in :func:`default_demo_dir` if missing.
+    out : path
+        Output folder (created). Finished units there are reused.
+    models : list of str, optional
+        Model names or registry model sets (e.g. ``"FIG_2_5_MODEL_LIST"``); default every
+        registry model whose activations are present.
+    targets : list of str, optional
+        Any of ``NH2015``, ``B2021``, ``NH2015comp`` (default all).
+    n_threads : int, optional
+        Numba threads (default all cores).
+    overwrite : bool
+        Recompute finished units.
+    client : dask.distributed.Client, optional
+        Run the regression units on a Dask cluster.
+    rsa, figures : bool
+        Run the RSA stage / draw the figures.
+
+    Returns
+    -------
+    dict of DataFrames (the tidy tables also written under ``out``).
+
+    Examples
+    --------
+    >>> tables = run_all(out="fastenc_out")  # doctest: +SKIP
+    """
+    from . import analysis_stage
+
+    t0 = time.perf_counter()
+    if data_dir is None:
+        from .datasets import make_demo
+        data_dir = make_demo(default_demo_dir())
+    data_dir = Path(data_dir)
+    if not (data_dir / "data").is_dir() or not (data_dir / "model_actv").is_dir():
+        raise FileNotFoundError(f"{data_dir} is not a data root: it needs data/ and model_actv/ (see README)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    registry = load_registry(data_dir)
+    targets = list(targets or TARGETS)
+    reg = run_regression(data_dir, out, models=models, targets=targets, n_threads=n_threads,
+                         overwrite=overwrite, progress=progress, client=client, registry=registry,
+                         alphas=alphas)
+    work = plan_models(data_dir, registry, models)
+    tables = analysis_stage.run_analysis(data_dir, out, work, targets, registry, progress=progress)
+    if rsa:
+        tables.update(analysis_stage.run_rsa(data_dir, out, work, targets, registry, progress=progress,
+                                             n_threads=n_threads))
+    if figures:
+        analysis_stage.draw_figures(out, tables, registry)
+    tables["regression_units"] = reg
+    if progress:
+        n_done = int((reg["status"] == "done").sum())
+        print(f"\nfastenc run-all finished in {time.perf_counter() - t0:.1f} s "
+              f"({n_done} units computed, {len(reg) - n_done} reused) -> {out}", file=sys.stderr)
+    return tables
