@@ -5,12 +5,17 @@ Main entry points:
 - :func:`ridge_cv` — ridge regression with per-target alpha chosen by exact leave-one-out.
 - :func:`score_layer` — a layer's cross-validated (noise-corrected) scores on the study's splits.
 - :func:`seed_splits` — the study's 10 train/test splits of the 165 sounds.
+- :func:`run_all` — the whole study (regression, analysis, RSA, figures) on a data root.
+- :mod:`fastenc.rsa`, :mod:`fastenc.analysis`, :mod:`fastenc.datasets` — RSA, METHOD §5, demo data.
 """
+__version__ = "0.1.0"
+
 from .ridge import RidgeCVResult, ridge_cv, study_alphas
 from .scoring import LayerScores, prepare_targets, score_layer
 from .splits import seed_splits
+from .pipeline import run_all
+from . import analysis, datasets, rsa
 
-__version__ = "0.1.0"
 
 __all__ = ["ridge_cv", "RidgeCVResult", "study_alphas", "score_layer", "LayerScores",
-           "prepare_targets", "seed_splits", "__version__"]
+           "prepare_targets", "seed_splits", "run_all", "analysis", "datasets", "rsa", "__version__"]
