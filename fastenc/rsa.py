@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from ._core.rsa import (boot_sounds, corr_rows, full_std, perm_dot, perm_dot_int, sym_ranks2,
-                        upper_std, zscore_stats)
+from ._core.rsa import (boot_sounds, full_std, perm_dot, perm_dot_int, rsm_rows, split_triangles,
+                        sym_ranks2, upper_std)
 
 __all__ = [
     "similarity_matrix",
@@ -92,21 +93,6 @@ def _rows(sel, n, name):
     return np.ascontiguousarray(idx, dtype=np.int64)
 
 
-def _rsm_rows(X, train_idx, eval_idx):
-    """RSM over ``X[eval_idx]`` z-scored with the statistics of ``X[train_idx]``."""
-    mu, inv = zscore_stats(X, train_idx)
-    W = np.empty((eval_idx.size, X.shape[1]))
-    ok = np.empty(eval_idx.size, dtype=np.bool_)
-    corr_rows(X, eval_idx, mu, inv, W, ok)
-    R = W @ W.T
-    np.clip(R, -1.0, 1.0, out=R)
-    np.fill_diagonal(R, 1.0)
-    if not ok.all():
-        R[~ok, :] = np.nan
-        R[:, ~ok] = np.nan
-    return R
-
-
 def _as_stack(name, A):
     A = np.asarray(A, dtype=np.float64)
     if A.ndim not in (2, 3) or A.shape[-1] != A.shape[-2]:
@@ -162,7 +148,8 @@ def similarity_matrix(X, train=None, sounds=None):
         raise ValueError("train selects no sounds")
     if ev.size < 1:
         raise ValueError("sounds selects no sounds")
-    return _rsm_rows(X, tr, ev)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return rsm_rows(X, tr, ev)
 
 
 def compare(a, b, method="spearman"):
@@ -307,23 +294,17 @@ def _split_masks(splits, n):
     return masks
 
 
-def _split_rsms(X, masks):
-    """Train-sound and test-sound RSMs of X for every split (train statistics)."""
-    tr_list, te_list = [], []
-    for mask in masks:
-        tr = np.flatnonzero(mask).astype(np.int64)
-        te = np.flatnonzero(~mask).astype(np.int64)
-        mu, inv = zscore_stats(X, tr)
-        for rows, lst in ((tr, tr_list), (te, te_list)):
-            W = np.empty((rows.size, X.shape[1]))
-            ok = np.empty(rows.size, dtype=np.bool_)
-            corr_rows(X, rows, mu, inv, W, ok)
-            R = W @ W.T
-            if not ok.all():
-                R[~ok, :] = np.nan
-                R[:, ~ok] = np.nan
-            lst.append(R)
-    return tr_list, te_list
+def _padded_rows(masks):
+    """Train / test indices of each split, padded into (S, n) int64 arrays, and counts."""
+    S, n = masks.shape
+    tr_rows = np.zeros((S, n), dtype=np.int64)
+    te_rows = np.zeros((S, n), dtype=np.int64)
+    n_tr = masks.sum(1).astype(np.int64)
+    n_te = n - n_tr
+    for k, m in enumerate(masks):
+        tr_rows[k, :n_tr[k]] = np.flatnonzero(m)
+        te_rows[k, :n_te[k]] = np.flatnonzero(~m)
+    return tr_rows, n_tr, te_rows, n_te
 
 
 def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceiling=True,
@@ -389,37 +370,40 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
     else:
         order = np.arange(n, dtype=np.int64)
     masks = _split_masks(splits, n)
+    # BLAS single-threaded: the products are small, and threaded BLAS spinning next to
+    # Numba's threads slows both down (and would make results depend on thread count).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _cv_best_layer(layers, participants, masks, order, noise_ceiling, corrected)
+
+
+def _cv_best_layer(layers, participants, masks, order, noise_ceiling, corrected):
     S, L, P = masks.shape[0], len(layers), len(participants)
 
-    # model triangles: per split, (L, m) arrays
-    Mtr = [[None] * L for _ in range(S)]
-    Mte = [[None] * L for _ in range(S)]
-    for l, X in enumerate(layers):
+    tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
+
+    def tri(X, keep):
         Xo = np.ascontiguousarray(X[order])
-        tr, te = _split_rsms(Xo, masks)
-        Utr = _stack_std_list(tr, True)
-        Ute = _stack_std_list(te, True)
-        for s in range(S):
-            Mtr[s][l] = Utr[s]
-            Mte[s][l] = Ute[s]
-    Ptr = [[None] * P for _ in range(S)]
-    Pte = [[None] * P for _ in range(S)]
-    te_rsm = [[None] * P for _ in range(S)]
-    for p, Y in enumerate(participants):
-        Yo = np.ascontiguousarray(Y[order])
-        tr, te = _split_rsms(Yo, masks)
-        Utr = _stack_std_list(tr, True)
-        Ute = _stack_std_list(te, True)
-        for s in range(S):
-            Ptr[s][p] = Utr[s]
-            Pte[s][p] = Ute[s]
-            te_rsm[s][p] = te[s]
+        return split_triangles(Xo, tr_rows, n_tr, te_rows, n_te, True, keep)
+
+    Mtr, Mte = [], []
+    for X in layers:
+        u, v, _ = tri(X, False)
+        Mtr.append(u)
+        Mte.append(v)
+    Mtr, Mte = np.stack(Mtr), np.stack(Mte)  # (L, S, m)
+    Ptr, Pte, Rte = [], [], []
+    for Y in participants:
+        u, v, R = tri(Y, noise_ceiling)
+        Ptr.append(u)
+        Pte.append(v)
+        Rte.append(R)
+    Ptr, Pte = np.stack(Ptr), np.stack(Pte)  # (P, S, m)
 
     train_corr = np.empty((P, S, L))
     test_corr = np.empty((P, S, L))
     for s in range(S):
-        train_corr[:, s, :] = _corr(np.stack(Ptr[s]), np.stack(Mtr[s]))
-        test_corr[:, s, :] = _corr(np.stack(Pte[s]), np.stack(Mte[s]))
+        train_corr[:, s, :] = _corr(Ptr[:, s], Mtr[:, s])
+        test_corr[:, s, :] = _corr(Pte[:, s], Mte[:, s])
 
     best = np.full((P, S), -1, dtype=np.int64)
     split_score = np.full((P, S), np.nan)
@@ -441,7 +425,8 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
         nc_ranks = bool(corrected)
         nc_splits = np.empty((P, S))
         for s in range(S):
-            R = np.stack(te_rsm[s])  # (P, k, k)
+            k = int(n_te[s])
+            R = np.stack([Rp[s, :k, :k] for Rp in Rte])  # (P, k, k)
             tot = R.sum(0)
             others = (tot[None] - R) / (P - 1)
             U_self = upper_std(np.ascontiguousarray(R), nc_ranks)
@@ -455,18 +440,6 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
                        noise_ceiling=nc, noise_ceiling_splits=nc_splits,
                        model_noise_ceiling=model_nc, order=order, train_masks=masks,
                        corrected=bool(corrected))
-
-
-def _stack_std_list(mats, ranks):
-    """``upper_std`` of each matrix of a list (one row each)."""
-    sizes = {m.shape[0] for m in mats}
-    out = [None] * len(mats)
-    for k in sizes:
-        ids = [i for i, m in enumerate(mats) if m.shape[0] == k]
-        U = upper_std(np.ascontiguousarray(np.stack([mats[i] for i in ids])), ranks)
-        for r, i in enumerate(ids):
-            out[i] = U[r]
-    return out
 
 
 def within_subject_sem(values, quirk=True):

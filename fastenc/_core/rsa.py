@@ -8,6 +8,9 @@ Building blocks, each a small ``@njit(cache=True)`` function:
   across features and scale it to unit norm, so that ``W @ W.T`` is the Pearson
   correlation between the rows (an RSM). A row that is constant after z-scoring is
   flagged (its correlations are NaN);
+* :func:`rsm_rows` — the RSM of some rows with other rows' statistics (one BLAS call);
+* :func:`split_triangles` — standardized triangles of train and test RSMs for all
+  splits of one layer or participant, one parallel region, one split per iteration;
 * :func:`upper_std` — strict upper triangles of many square matrices, optionally
   replaced by their average ranks, centred and scaled to unit norm, so that the
   Spearman (Pearson) correlation between matrices is a dot product of these rows;
@@ -27,6 +30,8 @@ from numba import njit, prange
 __all__ = [
     "zscore_stats",
     "corr_rows",
+    "rsm_rows",
+    "split_triangles",
     "rank_average",
     "upper_std",
     "full_std",
@@ -37,15 +42,15 @@ __all__ = [
 ]
 
 _EPS = np.finfo(np.float64).eps
-_BLOCK = 256  # features per parallel block in zscore_stats
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def zscore_stats(X, rows):
     """Mean and inverse population std of each column of ``X[rows]``.
 
     A column whose variance is within rounding of zero (the rule of scikit-learn's
-    ``StandardScaler``: ``var <= n*eps*var + (n*mean*eps)**2``) gets inverse scale 1.
+    ``StandardScaler``: ``var <= n*eps*var + (n*mean*eps)**2``) gets inverse scale 1,
+    i.e. it is only centred.
 
     Parameters
     ----------
@@ -63,37 +68,31 @@ def zscore_stats(X, rows):
     >>> mu.tolist(), inv.tolist()
     ([2.0, 5.0], [1.0, 1.0])
     """
-    n_feat = X.shape[1]
+    p = X.shape[1]
     k = rows.shape[0]
-    mu = np.zeros(n_feat)
-    inv = np.ones(n_feat)
-    n_blocks = (n_feat + _BLOCK - 1) // _BLOCK
-    for b in prange(n_blocks):
-        j0 = b * _BLOCK
-        j1 = min(j0 + _BLOCK, n_feat)
-        acc = np.zeros(j1 - j0)
-        for r in range(k):
-            i = rows[r]
-            for j in range(j0, j1):
-                acc[j - j0] += X[i, j]
-        for j in range(j0, j1):
-            mu[j] = acc[j - j0] / k
-            acc[j - j0] = 0.0
-        for r in range(k):
-            i = rows[r]
-            for j in range(j0, j1):
-                d = X[i, j] - mu[j]
-                acc[j - j0] += d * d
-        for j in range(j0, j1):
-            var = acc[j - j0] / k
-            m = mu[j]
-            bound = k * _EPS * var + (k * m * _EPS) ** 2
-            if var > bound:
-                inv[j] = 1.0 / np.sqrt(var)
+    mu = np.zeros(p)
+    acc = np.zeros(p)
+    inv = np.ones(p)
+    for r in range(k):
+        i = rows[r]
+        for j in range(p):
+            mu[j] += X[i, j]
+    for j in range(p):
+        mu[j] /= k
+    for r in range(k):
+        i = rows[r]
+        for j in range(p):
+            d = X[i, j] - mu[j]
+            acc[j] += d * d
+    for j in range(p):
+        var = acc[j] / k
+        bound = k * _EPS * var + (k * mu[j] * _EPS) ** 2
+        if var > bound:
+            inv[j] = 1.0 / np.sqrt(var)
     return mu, inv
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def corr_rows(X, rows, mu, inv_sd, W, ok):
     """Z-score ``X[rows]`` with ``(mu, inv_sd)``, then centre and unit-normalise each row.
 
@@ -111,7 +110,7 @@ def corr_rows(X, rows, mu, inv_sd, W, ok):
     """
     k = rows.shape[0]
     p = X.shape[1]
-    for r in prange(k):
+    for r in range(k):
         i = rows[r]
         s = 0.0
         for j in range(p):
@@ -135,6 +134,83 @@ def corr_rows(X, rows, mu, inv_sd, W, ok):
             ok[r] = False
 
 
+@njit(cache=True, error_model="numpy")
+def rsm_rows(X, train_rows, eval_rows):
+    """RSM over ``X[eval_rows]`` z-scored with the statistics of ``X[train_rows]``.
+
+    Rows constant after z-scoring give NaN rows and columns; unit diagonal otherwise;
+    values clipped to [-1, 1]. The product ``W @ W.T`` is one BLAS call.
+    """
+    mu, inv = zscore_stats(X, train_rows)
+    k = eval_rows.shape[0]
+    W = np.empty((k, X.shape[1]))
+    ok = np.empty(k, dtype=np.bool_)
+    corr_rows(X, eval_rows, mu, inv, W, ok)
+    R = np.dot(W, W.T)
+    for i in range(k):
+        for j in range(k):
+            if not (ok[i] and ok[j]):
+                R[i, j] = np.nan
+            elif i == j:
+                R[i, j] = 1.0
+            else:
+                R[i, j] = min(1.0, max(-1.0, R[i, j]))
+    return R
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def split_triangles(X, tr_rows, n_tr, te_rows, n_te, ranks, keep_test):
+    """Standardized (rank) triangles of the train and test RSMs of X for many splits.
+
+    One parallel region per call, one split per iteration (all work of a split is
+    serial inside its iteration, BLAS included), so results do not depend on the
+    thread count and small parallel regions do not pile up.
+
+    Parameters
+    ----------
+    X : (n, p) float array, finite
+    tr_rows, te_rows : (S, n) int64
+        Train / test sound indices of split s in ``[s, :n_tr[s]]`` / ``[s, :n_te[s]]``.
+    n_tr, n_te : (S,) int64
+    ranks : bool
+        Average ranks (Spearman) or raw values (Pearson).
+    keep_test : bool
+        Also return the test RSMs.
+
+    Returns
+    -------
+    Utr : (S, max m_tr) float64, Ute : (S, max m_te) float64
+        ``upper_std`` row of each split's train (test) RSM, zero-padded past its length
+        ``k(k-1)/2`` (all-NaN if the triangle holds a NaN or is constant).
+    Rte : (S, max n_te, max n_te) float64 (NaN-padded) if ``keep_test`` else (0, 0, 0)
+    """
+    S = tr_rows.shape[0]
+    ktr = 0
+    kte = 0
+    for s in range(S):
+        ktr = max(ktr, n_tr[s])
+        kte = max(kte, n_te[s])
+    Utr = np.zeros((S, ktr * (ktr - 1) // 2))
+    Ute = np.zeros((S, kte * (kte - 1) // 2))
+    if keep_test:
+        Rte = np.full((S, kte, kte), np.nan)
+    else:
+        Rte = np.empty((0, 0, 0))
+    for s in prange(S):
+        rows_tr = tr_rows[s, :n_tr[s]]
+        rows_te = te_rows[s, :n_te[s]]
+        R = rsm_rows(X, rows_tr, rows_tr)
+        _tri_std(R, ranks, Utr[s])
+        R = rsm_rows(X, rows_tr, rows_te)
+        _tri_std(R, ranks, Ute[s])
+        if keep_test:
+            k = rows_te.shape[0]
+            for i in range(k):
+                for j in range(k):
+                    Rte[s, i, j] = R[i, j]
+    return Utr, Ute, Rte
+
+
 @njit(cache=True)
 def rank_average(v, out):
     """Average ranks (1-based, ties get the mean of their ranks) of ``v`` into ``out``.
@@ -148,7 +224,7 @@ def rank_average(v, out):
     [3.5, 1.0, 3.5, 2.0]
     """
     m = v.shape[0]
-    order = np.argsort(v, kind="mergesort")
+    order = np.argsort(v)  # quicksort: tie groups get the average rank whatever their order
     i = 0
     while i < m:
         j = i
@@ -183,6 +259,39 @@ def _standardize(v):
             v[t] = np.nan
 
 
+@njit(cache=True)
+def _tri_std(R, ranks, out):
+    """Standardized (rank) strict upper triangle of the square ``R`` into ``out[:m]``.
+
+    All of ``out`` is NaN when the triangle holds a NaN/inf or is constant.
+    """
+    n = R.shape[0]
+    m = n * (n - 1) // 2
+    v = np.empty(m)
+    t = 0
+    bad = False
+    for i in range(n):
+        for j in range(i + 1, n):
+            x = R[i, j]
+            if not np.isfinite(x):
+                bad = True
+            v[t] = x
+            t += 1
+    if not bad:
+        if ranks:
+            rk = np.empty(m)
+            rank_average(v, rk)
+            v = rk
+        _standardize(v)
+        bad = np.isnan(v[0]) if m > 0 else True
+    if bad:
+        for t in range(out.shape[0]):
+            out[t] = np.nan
+    else:
+        for t in range(m):
+            out[t] = v[t]
+
+
 @njit(parallel=True, cache=True)
 def upper_std(R, ranks):
     """Standardized strict upper triangles of many square matrices.
@@ -197,7 +306,7 @@ def upper_std(R, ranks):
     -------
     (K, n*(n-1)/2) float64
         Row-major upper triangle (``np.triu_indices(n, 1)`` order), centred, unit norm.
-        A row is all-NaN when its triangle holds a NaN or is constant, so that every
+        A row is all-NaN when its triangle holds a NaN/inf or is constant, so that every
         correlation computed from it is NaN.
 
     Examples
@@ -212,27 +321,7 @@ def upper_std(R, ranks):
     m = n * (n - 1) // 2
     out = np.empty((K, m))
     for k in prange(K):
-        v = np.empty(m)
-        t = 0
-        bad = False
-        for i in range(n):
-            for j in range(i + 1, n):
-                x = R[k, i, j]
-                if not np.isfinite(x):
-                    bad = True
-                v[t] = x
-                t += 1
-        if bad:
-            for t in range(m):
-                out[k, t] = np.nan
-            continue
-        if ranks:
-            rk = np.empty(m)
-            rank_average(v, rk)
-            v = rk
-        _standardize(v)
-        for t in range(m):
-            out[k, t] = v[t]
+        _tri_std(R[k], ranks, out[k])
     return out
 
 
