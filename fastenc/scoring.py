@@ -9,12 +9,11 @@ test-by-train block are derived.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
-from ._core.stats import corrected_reliability, pearson_rows
+from ._core.stats import split_scores, train_reliability
 from .ridge import DEFAULT_BLOCK, as_2d_float, check_alphas, run_loo_ridge, split_factors, thread_limits
 from .splits import seed_splits
 
@@ -49,10 +48,20 @@ class Targets:
     n_targets: int
     n_reps: int
     kept: np.ndarray
+    _reliability: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_stimuli(self):
         return self.Yt.shape[1]
+
+    def train_reliability(self, train_idx, floor=RV_FLOOR) -> np.ndarray:
+        """Corrected split-half reliability of the data on ``train_idx`` (cached: it is the
+        same for every layer)."""
+        key = (np.asarray(train_idx).tobytes(), float(floor))
+        if key not in self._reliability:
+            self._reliability[key] = train_reliability(self.Yt, np.asarray(train_idx, dtype=np.int64),
+                                                       int(self.kept.sum()), self.n_reps, float(floor))
+        return self._reliability[key]
 
 
 def prepare_targets(Y, nan_policy="raise") -> Targets:
@@ -224,7 +233,6 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
     a_idx = np.zeros(shape, dtype=np.int64)
     rv = np.zeros(shape) if R else None
     rvh = np.zeros(shape) if R else None
-    pairs = list(combinations(range(R), 2)) if R else []
 
     with thread_limits(n_threads):
         for s in range(n_splits):
@@ -232,22 +240,13 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
             test = np.flatnonzero(~S[s]).astype(np.int64)
             f = split_factors(G[np.ix_(train, train)], G[np.ix_(test, train)])
             idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block)
-            y_test = Yt[:, test]
-            main = slice(0, None, per)
-            r = pearson_rows(np.ascontiguousarray(pred[main]), np.ascontiguousarray(y_test[main]))
+            r = np.empty(V)
+            split_scores(pred, Yt, test, V, per, R, rv_hat_floor, r, rvh[:, s] if R else r)
             constant[:, s] = np.isnan(r)
             r_raw[:, s] = np.nan_to_num(r, nan=0.0)
-            a_idx[:, s] = idx[main]
+            a_idx[:, s] = idx[::per]
             if R:
-                P3 = pred.reshape(V, per, -1)
-                Y3 = Yt.reshape(V, per, -1)[:, :, train]
-                rv_pairs = np.empty((V, len(pairs)))
-                rvh_pairs = np.empty((V, len(pairs)))
-                for c, (a, b) in enumerate(pairs):
-                    rv_pairs[:, c] = pearson_rows(np.ascontiguousarray(Y3[:, 1 + a]), np.ascontiguousarray(Y3[:, 1 + b]))
-                    rvh_pairs[:, c] = pearson_rows(np.ascontiguousarray(P3[:, 1 + a]), np.ascontiguousarray(P3[:, 1 + b]))
-                rv[:, s] = corrected_reliability(rv_pairs, float(R), rv_floor)
-                rvh[:, s] = corrected_reliability(rvh_pairs, float(R), rv_hat_floor)
+                rv[:, s] = targets.train_reliability(train, rv_floor)
 
     r_test = np.maximum(r_raw, 0.0)
     r2 = r_test ** 2
