@@ -276,7 +276,10 @@ def _split_masks(splits, n):
     if splits is None:
         from .splits import seed_splits
 
-        masks = np.asarray(seed_splits(n_stimuli=n) if n != 165 else seed_splits(), dtype=bool)
+        if n != 165:
+            raise ValueError(f"the default splits are the study's 165-sound splits; got {n} sounds, "
+                             "pass splits= explicitly")
+        masks = np.asarray(seed_splits(), dtype=bool)
     else:
         masks = np.asarray(splits)
         if masks.dtype != bool:  # list of train index arrays
@@ -370,6 +373,8 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
     else:
         order = np.arange(n, dtype=np.int64)
     masks = _split_masks(splits, n)
+    if noise_ceiling and len(participants) < 2:
+        raise ValueError("the noise ceiling needs at least 2 participants (or noise_ceiling=False)")
     # BLAS single-threaded: the products are small, and threaded BLAS spinning next to
     # Numba's threads slows both down (and would make results depend on thread count).
     with threadpool_limits(limits=1, user_api="blas"):
@@ -420,8 +425,6 @@ def _cv_best_layer(layers, participants, masks, order, noise_ceiling, corrected)
     nc = nc_splits = None
     model_nc = np.nan
     if noise_ceiling:
-        if P < 2:
-            raise ValueError("the noise ceiling needs at least 2 participants (or noise_ceiling=False)")
         nc_ranks = bool(corrected)
         nc_splits = np.empty((P, S))
         for s in range(S):
@@ -464,7 +467,7 @@ def within_subject_sem(values, quirk=True):
     >>> import numpy as np
     >>> v = np.array([[1., 2., 3.], [2., 2., 5.]])
     >>> within_subject_sem(v, quirk=False).round(3).tolist()
-    [0.167, 0.333, 0.167]
+    [0.0, 0.5, 0.5]
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
@@ -557,7 +560,7 @@ def _perm_core(models, brain, n_permutations, method, seed, permutations):
     perms, exact = _draw_perms(n, n_permutations, seed, permutations)
     N, K = perms.shape[0], len(mats)
     perms = np.ascontiguousarray(perms, dtype=np.int16 if n <= 32767 else np.int32)
-    ident = np.arange(n, dtype=perms.dtype)[None]
+    both = np.concatenate([np.arange(n, dtype=perms.dtype)[None], perms])
     m = n * (n - 1) // 2
     obs = np.full(K, np.nan)
     pval = np.full(K, np.nan)
@@ -577,8 +580,8 @@ def _perm_core(models, brain, n_permutations, method, seed, permutations):
                 continue
             Ma = np.ascontiguousarray(Ma, dtype=idt)
             shift = m * mu * mu
-            num_obs = perm_dot_int(Ma, Fb, ident)[0] - shift
-            num = perm_dot_int(Ma, Fb, perms) - shift
+            allnum = perm_dot_int(Ma, Fb, both) - shift  # identity first: one parallel region
+            num_obs, num = allnum[0], allnum[1:]
             den = math.sqrt(ss_a) * math.sqrt(ss_b)
             obs[k] = num_obs / den
             null[:, k] = num / den
@@ -590,8 +593,9 @@ def _perm_core(models, brain, n_permutations, method, seed, permutations):
         Aa = full_std(a, ranks)
         if np.isnan(Aa).any() or np.isnan(Fb).any():
             continue
-        obs[k] = perm_dot(Aa, Fb, ident)[0]
-        null[:, k] = perm_dot(Aa, Fb, perms)
+        allv = perm_dot(Aa, Fb, both)
+        obs[k] = allv[0]
+        null[:, k] = allv[1:]
         cnt = _count_ge(null[:, k], obs[k])
         pval[k] = cnt / N if exact else (cnt + 1) / (N + 1)
     return obs, pval, null, perms, exact
@@ -854,7 +858,7 @@ def compare_models_paired(a, b, n_permutations=10000, n_boot=10000, confidence=0
     --------
     >>> res = compare_models_paired([.5, .6, .55, .7, .65], [.4, .5, .5, .6, .5])
     >>> round(res.difference, 3), round(res.pvalue, 4)
-    (0.09, 0.0625)
+    (0.1, 0.0625)
     """
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError("alternative must be 'two-sided', 'greater' or 'less'")

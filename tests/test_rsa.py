@@ -196,6 +196,8 @@ def test_cv_best_layer_index_splits_and_bad_input():
         rsa.cv_best_layer([bad], parts, splits=masks)
     with pytest.raises(ValueError, match="2 participants"):
         rsa.cv_best_layer(layers, parts[:1], splits=masks)
+    with pytest.raises(ValueError, match="default splits"):
+        rsa.cv_best_layer(layers, parts)
     with pytest.raises(ValueError, match="unknown sound categories"):
         rsa.cv_best_layer(layers, parts, splits=masks, categories=["Foo"] * 30)
 

@@ -314,7 +314,7 @@ def upper_std(R, ranks):
     >>> import numpy as np
     >>> A = np.array([[[1., .2, .5], [.2, 1., .9], [.5, .9, 1.]]])
     >>> U = upper_std(A, True)
-    >>> float(U[0] @ U[0])
+    >>> round(float(U[0] @ U[0]), 12)
     1.0
     """
     K, n, _ = R.shape
