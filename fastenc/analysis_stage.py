@@ -156,17 +156,49 @@ def _rsa_participants(data_dir, target):
     return per_roi
 
 
-def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=None) -> dict:
-    """METHOD §6 for the neural targets; writes ``rsa_across-models_<target>.csv``.
+def rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry) -> dict:
+    """RSA of one model version against ``targets``; caches ``<out>/rsa/<target>/<model>[_randnetw].csv``.
 
-    Per (model, version) the result of every target × ROI is cached atomically in
-    ``<out>/rsa/<target>/<model>[_randnetw].csv`` so a resumed run skips it. Activations are
-    read once per model version for all targets and ROIs.
+    Runs in the driver or on a Dask worker (``run_rsa(..., client=...)``); each cache file is
+    written atomically. Returns ``{target: DataFrame}``.
     """
     import os
 
     from . import rsa
-    from .io import load_stimuli, open_model
+    from .io import open_model
+
+    out = Path(out)
+    tag = f"{model}_randnetw" if randnetw else model
+    with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
+        layers = [X for _, X in acts.iter_layers()]
+    dfs = {}
+    for t in targets:
+        recs = []
+        for roi, parts in participants[t].items():
+            res = rsa.cv_best_layer(layers, [p for _, p in parts], categories=categories)
+            for (s, _), sc, nc in zip(parts, res.score, res.noise_ceiling):
+                recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
+                             "rsa": sc, "noise_ceiling": nc})
+        df = pd.DataFrame(recs)
+        cache = out / "rsa" / t / f"{tag}.csv"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, cache)
+        dfs[t] = df
+    return dfs
+
+
+def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=None, client=None) -> dict:
+    """METHOD §6 for the neural targets; writes ``rsa_across-models_<target>.csv``.
+
+    Per (model, version) the result of every target × ROI is cached atomically in
+    ``<out>/rsa/<target>/<model>[_randnetw].csv`` so a resumed run skips it. Activations are
+    read once per model version for all targets and ROIs. With a Dask ``client`` the model
+    versions run as tasks on the cluster (:func:`fastenc.distributed.run_rsa_dask`).
+    """
+    from . import rsa
+    from .io import load_stimuli
 
     out = Path(out)
     targets = [t for t in targets if t in NEURAL]
@@ -175,30 +207,21 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
     categories = load_stimuli(data_dir)["category"].tolist()
     participants = {t: _rsa_participants(data_dir, t) for t in targets}
     bar = Progress(len(work), "rsa       ", enabled=progress)
-    rows = []
+    todo = []
     for model, randnetw in work:
         tag = f"{model}_randnetw" if randnetw else model
-        cache = {t: out / "rsa" / t / f"{tag}.csv" for t in targets}
-        if all(c.exists() for c in cache.values()):
-            rows.extend(pd.read_csv(c) for c in cache.values())
+        if all((out / "rsa" / t / f"{tag}.csv").exists() for t in targets):
             bar.update(1, note=f"{model} (cached)", skipped=True)
-            continue
-        with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
-            layers = [X for _, X in acts.iter_layers()]
-        for t in targets:
-            recs = []
-            for roi, parts in participants[t].items():
-                res = rsa.cv_best_layer(layers, [p for _, p in parts], categories=categories)
-                for (s, _), sc, nc in zip(parts, res.score, res.noise_ceiling):
-                    recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
-                                 "rsa": sc, "noise_ceiling": nc})
-            df = pd.DataFrame(recs)
-            cache[t].parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache[t].with_name(f".{cache[t].name}.tmp-{os.getpid()}")
-            df.to_csv(tmp, index=False)
-            os.replace(tmp, cache[t])
-            rows.append(df.assign(target=t) if "target" not in df else df)
-        bar.update(1, note=model)
+        else:
+            todo.append((model, randnetw))
+    if client is None:
+        for model, randnetw in todo:
+            rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry)
+            bar.update(1, note=model)
+    else:
+        from .distributed import run_rsa_dask
+        run_rsa_dask(client, data_dir, out, todo, targets, participants, categories, registry,
+                     n_threads=n_threads, on_model=lambda m, r, _: bar.update(1, note=m))
     tables = {}
     for t in targets:
         long = pd.concat([pd.read_csv(out / "rsa" / t / (f"{m}_randnetw" if r else m).__add__(".csv"))

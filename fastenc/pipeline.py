@@ -53,7 +53,10 @@ class TargetBundle:
 def load_target_bundle(data_dir, name, splits, alphas) -> TargetBundle:
     """Load one target dataset (METHOD §1) and prepare its regression targets."""
     nd = load_neural(data_dir, name)
-    tg = prepare_targets(nd.Y)
+    try:
+        tg = prepare_targets(nd.Y)
+    except ValueError as e:  # e.g. NaN in a kept voxel: name the dataset and its file
+        raise ValueError(f"{name} neural data under {Path(data_dir) / 'data' / 'neural' / name}: {e}") from e
     fp = fingerprint(tg.Yt, splits, alphas)
     subj = roi = None
     if nd.roi_meta is not None:
@@ -107,6 +110,32 @@ def regress_model(data_dir, out, model, randnetw, bundles, registry: Registry, s
     return report
 
 
+def _check_incomplete_versions(data_dir, registry, names, present):
+    """A model version with some but not all of its per-sound files is an error, not silently skipped."""
+    from .io import activation_paths, load_stimuli
+
+    stim_ids = None
+    for m in names:
+        spec = registry.spec(m)
+        folder = Path(data_dir) / "model_actv" / m
+        if spec.storage != "per_sound_pickle" or not folder.is_dir():
+            continue
+        for randnetw in (False, True):
+            if present.get(m, {}).get("randnetw" if randnetw else "trained"):
+                continue
+            suffix = "_randnetw" if randnetw else ""
+            if not any(folder.glob(f"*_activations{suffix}.pkl")):
+                continue
+            if stim_ids is None:
+                stim_ids = load_stimuli(data_dir)["stim_id"].tolist()
+            missing = [p for p in activation_paths(data_dir, spec, randnetw, stim_ids) if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(
+                    f"activations of model {m!r}{' (randnetw)' if randnetw else ''} are incomplete: "
+                    f"{len(missing)} of {len(stim_ids)} per-sound file(s) missing, e.g. "
+                    f"{', '.join(str(p) for p in missing[:3])}")
+
+
 def plan_models(data_dir, registry, models=None):
     """(model, randnetw) versions to run: requested models that are present on disk.
 
@@ -118,6 +147,8 @@ def plan_models(data_dir, registry, models=None):
         names = list(present)
     else:
         names = resolve_models(models, registry)
+    _check_incomplete_versions(data_dir, registry, names if models is not None else list(registry), present)
+    if models is not None:
         missing = [m for m in names if m not in present]
         if missing:
             raise FileNotFoundError(f"no activations under {Path(data_dir) / 'model_actv'} for models {missing}")
@@ -219,7 +250,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     tables = analysis_stage.run_analysis(data_dir, out, work, targets, registry, progress=progress)
     if rsa:
         tables.update(analysis_stage.run_rsa(data_dir, out, work, targets, registry, progress=progress,
-                                             n_threads=n_threads))
+                                             n_threads=n_threads, client=client))
     if figures:
         analysis_stage.draw_figures(out, tables, registry)
     tables["regression_units"] = reg
