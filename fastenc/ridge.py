@@ -183,7 +183,7 @@ def thread_limits(n_threads: int | None):
 
 
 def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_intercept=True,
-                  block=DEFAULT_BLOCK, chunk=None, start=0, stop=None):
+                  block=DEFAULT_BLOCK, chunk=None, start=0, stop=None, per=1):
     """Exact-LOO alpha selection and prediction for targets ``Yt[start:stop]``, one split.
 
     Parameters
@@ -203,6 +203,9 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
         Targets per kernel block (fixed: results do not depend on thread count).
     chunk : int, optional
         Targets per kernel call (a multiple of ``block``), to bound memory.
+    per : int
+        1, or the size of row groups ``[mean, rep_1, ...]`` whose first row is the mean of
+        the others (their LOO residuals are then derived, not recomputed).
 
     Returns
     -------
@@ -224,12 +227,16 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
     ybar = np.zeros(T)
     if chunk is None:
         chunk = stop - start
+    if per > 1:
+        block = max(per, (block // per) * per)
+        if (stop - start) % per or start % per:
+            raise ValueError(f"targets {start}:{stop} are not whole groups of {per}")
     chunk = max(block, (chunk // block) * block)
     for c0 in range(start, stop, chunk):
         c1 = min(c0 + chunk, stop)
         loo_ridge_block_range(Yt, train_idx, factors.Q, factors.Qt, q, factors.lam, grp.F,
                               grp.use_delta, Hv, grp.F.shape[0], grp.alpha, Pt, add_intercept,
-                              block, c0, c1, group, sse, out, ybar)
+                              per, block, c0, c1, group, sse, out, ybar)
     return grp.index[group], sse, out, ybar
 
 

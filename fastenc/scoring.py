@@ -239,7 +239,7 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
             train = np.flatnonzero(S[s]).astype(np.int64)
             test = np.flatnonzero(~S[s]).astype(np.int64)
             f = split_factors(G[np.ix_(train, train)], G[np.ix_(test, train)])
-            idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block)
+            idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block, per=per)
             r = np.empty(V)
             split_scores(pred, Yt, test, V, per, R, rv_hat_floor, r, rvh[:, s] if R else r)
             constant[:, s] = np.isnan(r)

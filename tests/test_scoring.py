@@ -51,7 +51,8 @@ def test_constant_voxel_gives_zero_not_nan(case):
 def test_plain_targets_uncorrected(case):
     X, Y, s = case
     s2 = fastenc.score_layer(X, Y.mean(axis=2))
-    np.testing.assert_array_equal(s2.r_test, s.r_test)
+    # the repeated fit derives the mean target's LOO residuals from the repetitions' (linear)
+    np.testing.assert_allclose(s2.r_test, s.r_test, rtol=0, atol=1e-10)
     assert s2.r2_test_c is None and s2.rv is None
 
 

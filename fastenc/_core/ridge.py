@@ -27,7 +27,7 @@ __all__ = ["loo_ridge_block_range"]
 
 
 @njit(cache=True, error_model="numpy")
-def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, W, R, best_group, best_excess):
+def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, per, W, R, Rg, best_group, best_excess):
     """Best alpha group per target of one block (first group wins exact ties).
 
     The criterion is the LOO sum of squared errors in excess of its alpha -> infinity limit
@@ -38,6 +38,11 @@ def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, W, R, best_gro
     ``e - e_inf = (yc v - q u) / (q (q - v))`` with ``u = Q (delta * z)``. Without this, the
     near-flat top of the curve is decided by rounding noise and can pick an alpha whose
     prediction is the intercept plus a few ulps of noise.
+
+    With ``per > 1`` the rows come in groups ``[mean, rep_1, ..., rep_{per-1}]`` where the
+    first row is the mean of the others: LOO residuals are linear in the target, so the mean
+    row's are the mean of the repetitions' (one matrix product saved in ``per``). ``W`` and
+    ``Rg`` hold the repetition rows only; ``R`` all rows.
     """
     nb, m = Z.shape
     n = Qt.shape[1]
@@ -51,10 +56,30 @@ def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, W, R, best_gro
             s += e * e
         einf[j] = s
     for g in range(n_groups):
-        for j in range(nb):
-            for k in range(m):
-                W[j, k] = Z[j, k] * F[g, k]
-        np.dot(W, Qt, R)
+        if per > 1:
+            c = 0
+            for j in range(nb):
+                if j % per != 0:
+                    for k in range(m):
+                        W[c, k] = Z[j, k] * F[g, k]
+                    c += 1
+            np.dot(W, Qt, Rg)
+            c = 0
+            inv = 1.0 / (per - 1)
+            for v in range(nb // per):
+                j = v * per
+                for i in range(n):
+                    acc = 0.0
+                    for r in range(per - 1):
+                        acc += Rg[c + r, i]
+                        R[j + 1 + r, i] = Rg[c + r, i]
+                    R[j, i] = acc * inv
+                c += per - 1
+        else:
+            for j in range(nb):
+                for k in range(m):
+                    W[j, k] = Z[j, k] * F[g, k]
+            np.dot(W, Qt, R)
         if use_delta[g]:
             for j in range(nb):
                 s = 0.0
@@ -82,7 +107,7 @@ def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, W, R, best_gro
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, n_groups, group_alpha,
-                          Pt, add_intercept, block, start, stop,
+                          Pt, add_intercept, per, block, start, stop,
                           group_out, mse_out, pred_out, ybar_out):
     """Select alpha by exact LOO and predict the test rows, for targets ``start:stop``.
 
@@ -98,6 +123,9 @@ def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, n_grou
         ``n_groups`` valid rows. ``Pt`` has one column per output row.
     group_alpha : (g,) float64
         Alpha value that represents each group (the first of the group in grid order).
+    per : int
+        1, or the size of target groups ``[mean, rep_1, ...]`` whose first row is the mean of
+        the others (``block``, ``start`` and ``stop`` must then be multiples of ``per``).
     block : int
         Targets per block; fixed, so that results do not depend on the thread count.
     start, stop : int
@@ -132,11 +160,14 @@ def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, n_grou
                 Yc[j, i] -= mean
         # z = Q^T y for every target of the block: (nb, n) x (n, m)
         Z = np.dot(Yc, Q)
-        W = np.empty((nb, m))
+        nfit = nb - nb // per if per > 1 else nb
+        W = np.empty((nfit, m))
+        Rg = np.empty((nfit, n))
         R = np.empty((nb, n))
         bg = np.empty(nb, dtype=np.int64)
         bm = np.empty(nb)
-        _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, W, R, bg, bm)
+        _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, per, W, R, Rg, bg, bm)
+        W = np.empty((nb, m))
         # dual weights at the chosen alpha, null-space components dropped
         for j in range(nb):
             a = group_alpha[bg[j]]
