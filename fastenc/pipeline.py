@@ -55,8 +55,11 @@ def load_target_bundle(data_dir, name, splits, alphas) -> TargetBundle:
     nd = load_neural(data_dir, name)
     try:
         tg = prepare_targets(nd.Y)
-    except ValueError as e:  # e.g. NaN in a kept voxel: name the dataset and its file
-        raise ValueError(f"{name} neural data under {Path(data_dir) / 'data' / 'neural' / name}: {e}") from e
+    except ValueError as e:  # e.g. NaN in a kept voxel: name the dataset, its file and the voxels
+        Y = np.asarray(nd.Y)
+        bad = np.flatnonzero(~np.isfinite(Y).all(axis=tuple(i for i in range(Y.ndim) if i != 1)))
+        which = f" (targets {[nd.target_names[i] for i in bad[:5]]})" if len(bad) else ""
+        raise ValueError(f"{name} neural data under {Path(data_dir) / 'data' / 'neural' / name}{which}: {e}") from e
     fp = fingerprint(tg.Yt, splits, alphas)
     subj = roi = None
     if nd.roi_meta is not None:
@@ -95,6 +98,8 @@ def regress_model(data_dir, out, model, randnetw, bundles, registry: Registry, s
             try:
                 X = acts.load_layer(layer)
             except (ValueError, OSError) as e:
+                if f"model {model!r}" in str(e):  # already names the file, model and layer at fault
+                    raise
                 raise type(e)(f"{e} [model {model}{' (randnetw)' if randnetw else ''}, layer {layer}]") from e
             for b in need:
                 try:
