@@ -221,6 +221,11 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
     with np.errstate(divide="ignore"):
         Hv = np.where(grp.use_delta[None, :], Hv, 1.0 / Hv)
     Hv = np.ascontiguousarray(Hv.T)
+    # below the spectrum, the LOO residuals diag(1/(1-H_ii)) Q diag(d) z = U Tri z: keep Tri
+    Tri = np.zeros((grp.F.shape[0], Q2.shape[1], Q2.shape[1]))
+    for g in np.flatnonzero(~grp.use_delta):
+        B = (factors.Q * Hv[g][:, None]) * grp.F[g][None, :]
+        Tri[g] = np.linalg.qr(B, mode="r")
     group = np.zeros(T, dtype=np.int64)
     sse = np.zeros(T)
     out = np.zeros((T, Pt.shape[1]))
@@ -235,7 +240,7 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
     for c0 in range(start, stop, chunk):
         c1 = min(c0 + chunk, stop)
         loo_ridge_block_range(Yt, train_idx, factors.Q, factors.Qt, q, factors.lam, grp.F,
-                              grp.use_delta, Hv, grp.F.shape[0], grp.alpha, Pt, add_intercept,
+                              grp.use_delta, Hv, Tri, grp.F.shape[0], grp.alpha, Pt, add_intercept,
                               per, block, c0, c1, group, sse, out, ybar)
     return grp.index[group], sse, out, ybar
 

@@ -20,19 +20,48 @@ of threads.
 """
 from __future__ import annotations
 
+import llvmlite.binding as ll
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import get_cython_function_address
 
 __all__ = ["loo_ridge_block_range"]
 
+# BLAS dtrmm (triangular matrix product) from SciPy's bundled BLAS, called by symbol name so
+# that kernels using it stay cacheable (cache=True). Fortran calling convention: all pointers.
+ll.add_symbol("fastenc_cython_dtrmm", get_cython_function_address("scipy.linalg.cython_blas", "dtrmm"))
+_dtrmm = types.ExternalFunction("fastenc_cython_dtrmm", types.void(*([types.voidptr] * 11)))
+
+
+@njit(cache=True)
+def _rows_times_upper_t(T, B):
+    """In place, ``B[j] := T @ B[j]`` for every row of ``B`` (nb, m), ``T`` (m, m) upper triangular.
+
+    In column-major terms ``B`` is (m, nb) and ``T`` (C order) is the lower-triangular ``T^T``:
+    ``dtrmm(side='L', uplo='L', transa='T')`` computes ``T @ B``.
+    """
+    side = np.array([76], np.uint8)   # 'L'
+    uplo = np.array([76], np.uint8)   # 'L'
+    transa = np.array([84], np.uint8)  # 'T'
+    diag = np.array([78], np.uint8)   # 'N'
+    mm = np.array([B.shape[1]], np.int32)
+    nn = np.array([B.shape[0]], np.int32)
+    one = np.array([1.0])
+    lda = np.array([T.shape[1]], np.int32)
+    ldb = np.array([B.shape[1]], np.int32)
+    _dtrmm(side.ctypes, uplo.ctypes, transa.ctypes, diag.ctypes, mm.ctypes, nn.ctypes,
+           one.ctypes, T.ctypes, lda.ctypes, B.ctypes, ldb.ctypes)
+
 
 @njit(cache=True, error_model="numpy")
-def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, per, W, R, Rg, best_group, best_excess):
+def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, Tri, n_groups, per, W, R, Rg, best_group, best_excess):
     """Best alpha group per target of one block (first group wins exact ties).
 
     The criterion is the LOO sum of squared errors in excess of its alpha -> infinity limit
     (``e_inf = yc / q``: predicting with the train mean). Groups with alpha below the
-    spectrum use ``F = d = alpha / (lam + alpha)`` and ``Hv = 1 / (1 - H_ii)``; groups
+    spectrum use ``F = d = alpha / (lam + alpha)``, ``Hv = 1 / (1 - H_ii)`` and ``Tri``, the
+    triangular factor of ``diag(Hv) Q diag(d) = U Tri``, so that the LOO residual norm is
+    ``||Tri z||`` (a triangular product: half the work of ``Q (d * z)``); groups
     above it use ``F = delta = lam / (lam + alpha)`` and ``Hv = sum_k Q_ik^2 delta_k``, with
     the excess written so that it is exact to rounding even when it is 1e-40 of the total:
     ``e - e_inf = (yc v - q u) / (q (q - v))`` with ``u = Q (delta * z)``. Without this, the
@@ -55,32 +84,45 @@ def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, per, W, R, Rg,
             e = Yc[j, i] / q[i]
             s += e * e
         einf[j] = s
+    nfit = W.shape[0]
     for g in range(n_groups):
-        if per > 1:
-            c = 0
-            for j in range(nb):
-                if j % per != 0:
+        delta = use_delta[g]
+        # the fitted rows (all rows, or the repetition rows of each group)
+        c = 0
+        for j in range(nb):
+            if per == 1 or j % per != 0:
+                if delta:
                     for k in range(m):
                         W[c, k] = Z[j, k] * F[g, k]
-                    c += 1
+                else:
+                    for k in range(m):
+                        W[c, k] = Z[j, k]
+                c += 1
+        if delta:
             np.dot(W, Qt, Rg)
+            ncol = n
+        else:
+            _rows_times_upper_t(Tri[g], W)  # W[j] = Tri z_j: ||W[j]||^2 is the LOO SSE
+            ncol = m
+        src = Rg if delta else W
+        # rows of R: copies of the fitted rows, and the mean rows as their average
+        if per > 1:
             c = 0
             inv = 1.0 / (per - 1)
             for v in range(nb // per):
                 j = v * per
-                for i in range(n):
+                for i in range(ncol):
                     acc = 0.0
                     for r in range(per - 1):
-                        acc += Rg[c + r, i]
-                        R[j + 1 + r, i] = Rg[c + r, i]
+                        acc += src[c + r, i]
+                        R[j + 1 + r, i] = src[c + r, i]
                     R[j, i] = acc * inv
                 c += per - 1
         else:
-            for j in range(nb):
-                for k in range(m):
-                    W[j, k] = Z[j, k] * F[g, k]
-            np.dot(W, Qt, R)
-        if use_delta[g]:
+            for j in range(nfit):
+                for i in range(ncol):
+                    R[j, i] = src[j, i]
+        if delta:
             for j in range(nb):
                 s = 0.0
                 for i in range(n):
@@ -94,9 +136,8 @@ def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, per, W, R, Rg,
         else:
             for j in range(nb):
                 s = 0.0
-                for i in range(n):
-                    e = R[j, i] * Hv[g, i]
-                    s += e * e
+                for i in range(m):
+                    s += R[j, i] * R[j, i]
                 s -= einf[j]
                 if s < best_excess[j]:
                     best_excess[j] = s
@@ -106,7 +147,7 @@ def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, per, W, R, Rg,
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, n_groups, group_alpha,
+def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, Tri, n_groups, group_alpha,
                           Pt, add_intercept, per, block, start, stop,
                           group_out, mse_out, pred_out, ybar_out):
     """Select alpha by exact LOO and predict the test rows, for targets ``start:stop``.
@@ -117,7 +158,7 @@ def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, n_grou
         Targets, one per row, over all N stimuli.
     train_idx : int64 array (n,)
         Stimulus indices of the train rows of the split.
-    Q, Qt, q, lam, F, use_delta, Hv, n_groups, Pt
+    Q, Qt, q, lam, F, use_delta, Hv, Tri, n_groups, Pt
         Split factors (see module docstring and ``_select_alpha_block``); ``Q`` is ``Qt.T``
         in C order, ``q`` the row sums of ``Q**2``. ``F``, ``use_delta`` and ``Hv`` hold
         ``n_groups`` valid rows. ``Pt`` has one column per output row.
@@ -166,7 +207,7 @@ def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, n_grou
         R = np.empty((nb, n))
         bg = np.empty(nb, dtype=np.int64)
         bm = np.empty(nb)
-        _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, n_groups, per, W, R, Rg, bg, bm)
+        _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, Tri, n_groups, per, W, R, Rg, bg, bm)
         W = np.empty((nb, m))
         # dual weights at the chosen alpha, null-space components dropped
         for j in range(nb):
