@@ -176,9 +176,13 @@ def rsa_model(data_dir, out, model, randnetw, targets, participants, categories,
         recs = []
         for roi, parts in participants[t].items():
             res = rsa.cv_best_layer(layers, [p for _, p in parts], categories=categories)
-            for (s, _), sc, nc in zip(parts, res.score, res.noise_ceiling):
+            # relative position of the best layer, median over splits (undefined splits: NaN)
+            rel = np.where(res.best_layer >= 0, res.best_layer / max(len(layers) - 1, 1), np.nan)
+            with np.errstate(all="ignore"):
+                rel_med = np.median(rel, axis=1)
+            for (s, _), sc, nc, bl in zip(parts, res.score, res.noise_ceiling, rel_med):
                 recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
-                             "rsa": sc, "noise_ceiling": nc})
+                             "rsa": sc, "noise_ceiling": nc, "best_layer_rel": bl})
         df = pd.DataFrame(recs)
         cache = out / "rsa" / t / f"{tag}.csv"
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +250,45 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
         sdf = pd.DataFrame(summ).drop_duplicates(["source_model", "randnetw", "roi"])
         sdf.to_csv(out / f"rsa_across-models_{t}.csv", index=False)
         tables[f"rsa_across-models_{t}"] = sdf
+        tables.update(_rsa_roi_tables(out, t, long, registry))
+        tables.update(_rsa_roi_matrices(data_dir, out, t, categories, registry))
     return tables
+
+
+def _rsa_roi_tables(out, target, long, registry) -> dict:
+    """RSA best layer per ROI: per trained model, mean over participants of the relative best-layer
+    position (median over splits); Primary vs Anterior/Lateral/Posterior by Wilcoxon across models."""
+    d = long[~long["randnetw"].astype(bool) & (long["roi"].isin(an.ROI_ORDER))]
+    d = d[d["source_model"].map(lambda m: len(registry.layers(m)) >= 2)]
+    if d.empty or "best_layer_rel" not in d:
+        return {}
+    table = (d.groupby(["source_model", "roi"])["best_layer_rel"].mean().unstack("roi")
+             .reindex(columns=list(an.ROI_ORDER)))
+    table.index.name = "model"
+    table.to_csv(Path(out) / f"rsa_best-layer-roi_{target}.csv")
+    res = {f"rsa_best-layer-roi_{target}": table}
+    complete = table.dropna()
+    if len(complete) >= 2:
+        wil = an.roi_wilcoxon(complete)
+        wil.to_csv(Path(out) / f"rsa_best-layer-roi-wilcoxon_{target}.csv")
+        res[f"rsa_best-layer-roi-wilcoxon_{target}"] = wil
+    return res
+
+
+def _rsa_roi_matrices(data_dir, out, target, categories, registry) -> dict:
+    """Mean participant RSM per ROI (all sounds, category order) and the ROI-vs-ROI Spearman matrix."""
+    from . import rsa
+
+    order = rsa.category_order(categories)
+    mats = {}
+    for roi, parts in _rsa_participants(data_dir, target).items():
+        mats[roi] = np.mean([rsa.similarity_matrix(p[order]) for _, p in parts], axis=0)
+    names = list(mats)
+    C = np.array([[rsa.compare(mats[a], mats[b]) for b in names] for a in names])
+    roi_corr = pd.DataFrame(C, index=names, columns=names)
+    roi_corr.to_csv(Path(out) / f"rsa_roi-vs-roi_{target}.csv")
+    return {f"rsa_roi-matrices_{target}": mats, f"rsa_roi-vs-roi_{target}": roi_corr,
+            f"rsa_category-order_{target}": [categories[i] for i in order]}
 
 
 def draw_figures(out, tables, registry):
@@ -272,9 +314,23 @@ def draw_figures(out, tables, registry):
         if curves is not None and len(curves):
             _plot_curves(figures, curves, names, t, fig_dir)
         rsa_t = tables.get(f"rsa_across-models_{t}")
-        if rsa_t is not None and len(rsa_t) and hasattr(figures, "plot_rsa_across_models"):
-            figures.plot_rsa_across_models(rsa_t, display_names=names, title=f"{t}: model-brain RSA",
+        if rsa_t is not None and len(rsa_t):
+            figures.plot_rsa_across_models(rsa_t, display_names=names, title=f"{t}: human–model RSA",
+                                           spectemp=SPECTEMP if (rsa_t["source_model"] == SPECTEMP).any() else None,
                                            path=fig_dir / f"rsa_across-models_{t}")
+        mats = tables.get(f"rsa_roi-matrices_{t}")
+        if mats:
+            cats = tables[f"rsa_category-order_{t}"]
+            bounds = [0] + [i for i in range(1, len(cats)) if cats[i] != cats[i - 1]] + [len(cats)]
+            figures.plot_roi_matrices(mats, tables.get(f"rsa_roi-vs-roi_{t}"), category_bounds=bounds,
+                                      category_names=[cats[b] for b in bounds[:-1]],
+                                      title=f"{t}: human representational similarity per ROI",
+                                      path=fig_dir / f"rsa_roi-matrices_{t}")
+        rroi = tables.get(f"rsa_best-layer-roi_{t}")
+        if rroi is not None and len(rroi.dropna()) >= 1:
+            figures.plot_roi_best_layer(rroi.dropna(), pvalues=tables.get(f"rsa_best-layer-roi-wilcoxon_{t}"),
+                                        display_names=names, title=f"{t}: RSA best model stage per ROI",
+                                        path=fig_dir / f"rsa_best-layer-roi_{t}")
     comp = tables.get("across-models_NH2015comp")
     if comp is not None and len(comp):
         trained = comp[~comp["randnetw"]]

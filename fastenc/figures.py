@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from . import analysis as _an
 
 __all__ = ["plot_across_models", "plot_across_layers", "plot_components", "plot_roi_best_layer",
-           "save_figure"]
+           "plot_rsa_across_models", "plot_roi_matrices", "save_figure"]
 
 R2C_LABEL = "Median noise-corrected R²"
 TRAINED_COLOR = "#2b6cb0"
@@ -272,6 +272,107 @@ def plot_roi_best_layer(table: pd.DataFrame, pvalues=None, primary: str = "Prima
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.grid(alpha=0.3)
     ax.set_title(f"{title}\n(one point per model x ROI, n = {len(table)} models)", fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# RSA (METHOD §6)
+# --------------------------------------------------------------------------------------
+CEILING_COLOR = "#718096"
+
+
+def plot_rsa_across_models(df: pd.DataFrame, roi: str = "All", spectemp: str | None = "spectemp",
+                           display_names: Mapping[str, str] | None = None,
+                           title: str = "Human–model RSA", path=None) -> Figure:
+    """RSA bars (mean over participants ± SEM), trained and permuted panels, for one ROI.
+
+    ``df``: ``rsa_across-models_<target>.csv`` rows (``source_model, randnetw, roi, rsa_mean,
+    rsa_yerr, noise_ceiling``). The noise ceiling is a gray band at the top, spectemp a band.
+    """
+    d = df[df["roi"] == roi]
+    if d.empty:
+        raise ValueError(f"no RSA rows for ROI {roi!r}")
+    base = d[(d["source_model"] == spectemp) & ~d["randnetw"].astype(bool)] if spectemp else d.iloc[:0]
+    panels = [(rn, d[(d["randnetw"].astype(bool) == rn) & (d["source_model"] != spectemp)]) for rn in (False, True)]
+    panels = [(rn, p) for rn, p in panels if len(p)]
+    n_models = max(len(p) for _, p in panels)
+    fig = _new_figure((max(6.0, 0.42 * n_models * len(panels) + 2.5), 4.8))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    ceiling = float(d["noise_ceiling"].iloc[0])
+    order = None
+    for ax, (rn, p) in zip(axes, panels):
+        if rn and order is not None:
+            rank = {m: k for k, m in enumerate(order)}
+            p = p.assign(_r=p["source_model"].map(lambda m: rank.get(m, len(rank)))).sort_values("_r")
+        else:
+            p = p.sort_values("rsa_mean", ascending=False)
+            order = list(p["source_model"])
+        x = np.arange(len(p))
+        ax.bar(x, p["rsa_mean"], yerr=p["rsa_yerr"], color=PERMUTED_COLOR if rn else TRAINED_COLOR,
+               edgecolor="black", lw=0.5, capsize=2, error_kw={"lw": 0.8}, zorder=2,
+               label="Permuted network" if rn else "Trained network")
+        ax.axhspan(ceiling - 0.005, ceiling + 0.005, color=CEILING_COLOR, alpha=0.5, lw=0, zorder=1,
+                   label=f"Noise ceiling ({ceiling:.3f})")
+        if len(base):
+            b = base.iloc[0]
+            _spectemp_band(ax, b["rsa_mean"], b["rsa_yerr"],
+                           f"{_name(spectemp, display_names)} ({b['rsa_mean']:.3f})")
+        ax.set_xticks(x)
+        ax.set_xticklabels([_name(m, display_names) for m in p["source_model"]], rotation=60,
+                           ha="right", fontsize=8)
+        ax.set_xlim(-0.7, len(p) - 0.3)
+        ax.set_title("Permuted networks" if rn else "Trained networks", fontsize=11)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel("Spearman ρ, model vs human RSM\n(best layer on independent splits)")
+    top = max(ceiling, float(np.nanmax(d["rsa_mean"] + d["rsa_yerr"].fillna(0))))
+    axes[0].set_ylim(0, min(1.0, top * 1.2 + 0.02))
+    fig.suptitle(f"{title} ({roi} voxels)" if roi != "All" else f"{title} (all voxels)", fontsize=12)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_roi_matrices(rsms: Mapping[str, np.ndarray], roi_corr: pd.DataFrame | None = None,
+                      category_bounds: Sequence[int] | None = None, category_names: Sequence[str] | None = None,
+                      title: str = "Human representational similarity per ROI", path=None) -> Figure:
+    """Mean participant RSM of each ROI (sounds in category order) and the ROI-vs-ROI Spearman matrix."""
+    n = len(rsms) + (roi_corr is not None)
+    fig = _new_figure((3.0 * n + 0.6, 3.4))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    im = None
+    for ax, (roi, M) in zip(axes, rsms.items()):
+        im = ax.imshow(M, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(roi, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if category_bounds is not None:
+            for b in category_bounds[1:-1]:
+                ax.axhline(b - 0.5, color="k", lw=0.3)
+                ax.axvline(b - 0.5, color="k", lw=0.3)
+            if category_names is not None and ax is axes[0]:
+                mids = [(a + b) / 2 for a, b in zip(category_bounds[:-1], category_bounds[1:])]
+                ax.set_yticks(mids)
+                ax.set_yticklabels(category_names, fontsize=6)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:len(rsms)], shrink=0.8, label="Pearson r between sounds")
+    if roi_corr is not None:
+        ax = axes[-1]
+        im2 = ax.imshow(roi_corr.to_numpy(float), cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(roi_corr)))
+        ax.set_xticklabels(roi_corr.columns, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(roi_corr)))
+        ax.set_yticklabels(roi_corr.index, fontsize=8)
+        for i in range(len(roi_corr)):
+            for j in range(len(roi_corr)):
+                ax.text(j, i, f"{roi_corr.iat[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="w" if roi_corr.iat[i, j] < 0.6 else "k")
+        ax.set_title("ROI vs ROI (Spearman)", fontsize=10)
+        fig.colorbar(im2, ax=ax, shrink=0.8)
+    fig.suptitle(title, fontsize=12)
     if path is not None:
         save_figure(fig, path)
     return fig

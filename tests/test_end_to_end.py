@@ -25,7 +25,10 @@ def test_outputs_written(study):
         rsa = pd.read_csv(out / f"rsa_across-models_{t}.csv")
         assert {"source_model", "randnetw", "roi", "rsa_mean", "rsa_yerr", "noise_ceiling"} <= set(rsa.columns)
         assert set(rsa["roi"]) == {"All", "Primary", "Lateral", "Posterior", "Anterior"}
-        for fig in ("across-models", "across-layers", "best-layer-roi"):
+        roi = pd.read_csv(out / f"rsa_roi-vs-roi_{t}.csv", index_col=0)
+        np.testing.assert_allclose(np.diag(roi.to_numpy()), 1.0)
+        assert (out / f"rsa_best-layer-roi_{t}.csv").exists()
+        for fig in ("across-models", "across-layers", "best-layer-roi", "rsa_across-models", "rsa_roi-matrices"):
             assert (out / "figures" / f"{fig}_{t}.png").stat().st_size > 10_000
     comp = pd.read_csv(out / "across-models_NH2015comp.csv")
     assert {"median_r2_test_mean", "median_r2_test_yerr"} <= set(comp.columns)
