@@ -12,8 +12,9 @@ What is measured (real fastenc calls on study-shaped synthetic data, ``bench/syn
   components; time per layer ``t(p) = a + b p`` fitted to the widths;
 * analysis: ``fastenc.analysis.best_layer_independent_splits`` for a 9-layer model on both
   voxel sets (the per-model cost of §5; the other §5 steps are cheaper);
-* RSA: ``fastenc.rsa.cv_best_layer`` for a 9-layer model against 8 (NH2015) and 20 (B2021)
-  participants, per ROI setting.
+* RSA: ``fastenc.rsa.prepare_layers`` (split RSMs of a 9-layer model, once per model version),
+  ``prepare_participants`` (8 NH2015 / 20 B2021 participants, once per ROI setting) and
+  ``cv_best_layer`` on the prepared matrices (per model version, target and ROI), as run-all does.
 
 Projection: the registry's 36 models / 318 layers, each trained and permuted (spectemp trained
 only): 635 layer versions x (NH2015 + B2021 + components); analysis per model version and
@@ -76,11 +77,15 @@ def measure(rounds=1):
 
     layers = [synth.make_activations(np.random.default_rng(k), n_units=STUDY_UNITS).astype(np.float64) for k in range(9)]
     cats = list(np.repeat(load_registry().sound_category_order, 15))
+    rsa.cv_best_layer(layers[:2], [rng.standard_normal((165, 5)) for _ in range(3)], categories=cats)
+    res["rsa_prepare_9_layers"] = _time(lambda: rsa.prepare_layers(layers, categories=cats), rounds)
+    M = rsa.prepare_layers(layers, categories=cats)
     for name, nsub, vox in (("NH2015", 8, 960), ("B2021", 20, 1340)):
         parts = [rng.standard_normal((165, vox)) for _ in range(nsub)]
-        rsa.cv_best_layer(layers[:2], parts[:3], categories=cats)
-        res.setdefault("rsa_per_model_roi", {})[name] = _time(
-            lambda: rsa.cv_best_layer(layers, parts, categories=cats), rounds)
+        res.setdefault("rsa_prepare_participants", {})[name] = _time(
+            lambda: rsa.prepare_participants(parts, categories=cats), rounds)
+        P = rsa.prepare_participants(parts, categories=cats)
+        res.setdefault("rsa_compare_per_model_roi", {})[name] = _time(lambda: rsa.cv_best_layer(M, P), rounds)
     return res
 
 
@@ -96,9 +101,12 @@ def project(res):
     out["regression_per_layer_s"] = per_layer
     out["regression_s"] = n_layer_versions * sum(per_layer.values())
     out["analysis_s"] = n_model_versions * sum(res["analysis_per_model"].values())
-    # RSA per model version scales with its layer count: per-layer cost x 318 layers x 2 versions
-    rsa_per_layer = {t: v / 9 for t, v in res["rsa_per_model_roi"].items()}
-    out["rsa_s"] = n_layer_versions * 5 * sum(rsa_per_layer.values())
+    # RSA: each layer version's split RSMs once; each participant set (2 targets x 5 ROI settings,
+    # all-voxel size assumed for every ROI: an upper bound) once; then per model version, target
+    # and ROI only the correlations and the best-layer choice (scaled to 9 layers)
+    out["rsa_s"] = (n_layer_versions * res["rsa_prepare_9_layers"] / 9
+                    + 5 * sum(res["rsa_prepare_participants"].values())
+                    + n_model_versions * 5 * sum(res["rsa_compare_per_model_roi"].values()))
     out["total_s"] = out["regression_s"] + out["analysis_s"] + out["rsa_s"]
     return out
 
@@ -110,7 +118,8 @@ def report(res, proj):
         lines.append(f"    {t:<11} " + "  ".join(f"{x:7.3f}" for x in ts)
                      + f"   -> {proj['regression_per_layer_s'][t]:.3f} s at {STUDY_UNITS} units")
     lines.append(f"  analysis per model version [s]: {res['analysis_per_model']}")
-    lines.append(f"  RSA per 9-layer model and ROI setting [s]: {res['rsa_per_model_roi']}")
+    lines.append(f"  RSA: split RSMs of 9 layers {res['rsa_prepare_9_layers']:.3f} s; participants "
+                 f"{res['rsa_prepare_participants']}; per model x ROI {res['rsa_compare_per_model_roi']}")
     lines.append(f"  {proj['layer_versions']} layer versions, {proj['model_versions']} model versions")
     lines.append(f"  regression {proj['regression_s'] / 60:.1f} min, analysis {proj['analysis_s'] / 60:.2f} min, "
                  f"RSA {proj['rsa_s'] / 60:.1f} min, total {proj['total_s'] / 60:.1f} min")

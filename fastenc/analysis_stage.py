@@ -135,12 +135,15 @@ def store_names(store, target, model, randnetw, layer):
 RSA_ROIS = ("All", "Primary", "Lateral", "Posterior", "Anterior")
 
 
-def _rsa_participants(data_dir, target):
-    """Per ROI: list of (subj_idx, (165, voxels) mean-over-repetitions array).
+def _rsa_participants(data_dir, target, categories=None, prepare=True):
+    """Per ROI: (subject ids, participants) with each participant's (165, voxels)
+    mean-over-repetitions array, or, with ``prepare``, their split RSMs and noise ceiling
+    (:func:`fastenc.rsa.prepare_participants`, computed once and reused for every model).
 
     Participants with fewer than 2 voxels in an ROI are left out of that ROI (a similarity
     matrix needs >= 2 features); an ROI with fewer than 2 such participants is skipped.
     """
+    from . import rsa
     from .io import load_neural
     nd = load_neural(data_dir, target)
     Ym = nd.Y.mean(axis=2)
@@ -149,10 +152,10 @@ def _rsa_participants(data_dir, target):
     per_roi = {}
     for roi in RSA_ROIS:
         in_roi = np.ones(len(subj), bool) if roi == "All" else (labels == roi)
-        parts = [(s, Ym[:, (subj == s) & in_roi]) for s in np.unique(subj)
-                 if ((subj == s) & in_roi).sum() >= 2]
-        if len(parts) >= 2:
-            per_roi[roi] = parts
+        ids = [s for s in np.unique(subj) if ((subj == s) & in_roi).sum() >= 2]
+        if len(ids) >= 2:
+            parts = [Ym[:, (subj == s) & in_roi] for s in ids]
+            per_roi[roi] = (ids, rsa.prepare_participants(parts, categories=categories) if prepare else parts)
     return per_roi
 
 
@@ -170,17 +173,18 @@ def rsa_model(data_dir, out, model, randnetw, targets, participants, categories,
     out = Path(out)
     tag = f"{model}_randnetw" if randnetw else model
     with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
-        layers = [X for _, X in acts.iter_layers()]
+        layers = rsa.prepare_layers([X for _, X in acts.iter_layers()], categories=categories)
+    n_layers = layers.n_items
     dfs = {}
     for t in targets:
         recs = []
-        for roi, parts in participants[t].items():
-            res = rsa.cv_best_layer(layers, [p for _, p in parts], categories=categories)
+        for roi, (ids, prepared) in participants[t].items():
+            res = rsa.cv_best_layer(layers, prepared)
             # relative position of the best layer, median over splits (undefined splits: NaN)
-            rel = np.where(res.best_layer >= 0, res.best_layer / max(len(layers) - 1, 1), np.nan)
+            rel = np.where(res.best_layer >= 0, res.best_layer / max(n_layers - 1, 1), np.nan)
             with np.errstate(all="ignore"):
                 rel_med = np.median(rel, axis=1)
-            for (s, _), sc, nc, bl in zip(parts, res.score, res.noise_ceiling, rel_med):
+            for s, sc, nc, bl in zip(ids, res.score, res.noise_ceiling, rel_med):
                 recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
                              "rsa": sc, "noise_ceiling": nc, "best_layer_rel": bl})
         df = pd.DataFrame(recs)
@@ -209,7 +213,7 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
     if not targets:
         return {}
     categories = load_stimuli(data_dir)["category"].tolist()
-    participants = {t: _rsa_participants(data_dir, t) for t in targets}
+    participants = {t: _rsa_participants(data_dir, t, categories) for t in targets}
     bar = Progress(len(work), "rsa       ", enabled=progress)
     todo = []
     for model, randnetw in work:
@@ -281,8 +285,8 @@ def _rsa_roi_matrices(data_dir, out, target, categories, registry) -> dict:
 
     order = rsa.category_order(categories)
     mats = {}
-    for roi, parts in _rsa_participants(data_dir, target).items():
-        mats[roi] = np.mean([rsa.similarity_matrix(p[order]) for _, p in parts], axis=0)
+    for roi, (_, parts) in _rsa_participants(data_dir, target, prepare=False).items():
+        mats[roi] = np.mean([rsa.similarity_matrix(p[order]) for p in parts], axis=0)
     names = list(mats)
     C = np.array([[rsa.compare(mats[a], mats[b]) for b in names] for a in names])
     roi_corr = pd.DataFrame(C, index=names, columns=names)

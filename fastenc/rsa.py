@@ -40,6 +40,9 @@ __all__ = [
     "compare",
     "category_order",
     "cv_best_layer",
+    "prepare_layers",
+    "prepare_participants",
+    "PreparedRSMs",
     "RSACVResult",
     "within_subject_sem",
     "permutation_test",
@@ -310,16 +313,101 @@ def _padded_rows(masks):
     return tr_rows, n_tr, te_rows, n_te
 
 
+@dataclass
+class PreparedRSMs:
+    """Per-split standardized triangles of train and test RSMs, computed once and reused.
+
+    Made by :func:`prepare_layers` (a model's layers) or :func:`prepare_participants`
+    (participants, with their leave-one-out noise ceiling, which does not depend on the model).
+    Reusing them across ROI settings, targets and models is what makes the whole study's
+    RSA fast: a model's RSMs are computed once, not once per participant set.
+    """
+
+    train: np.ndarray       # (K, S, m) standardized train triangles (ranks for Spearman)
+    test: np.ndarray        # (K, S, m) standardized test triangles
+    masks: np.ndarray       # (S, n) train masks over the reordered axis
+    order: np.ndarray       # (n,) reordering of the sounds
+    noise_ceiling_splits: np.ndarray | None = None  # (K, S), participants only
+    corrected: bool = False
+
+    @property
+    def n_items(self):
+        return self.train.shape[0]
+
+
+def _prep_inputs(mats, name, splits, categories):
+    mats = list(mats)
+    if len(mats) == 0:
+        raise ValueError(f"{name} is empty")
+    n = np.asarray(mats[0]).shape[0]
+    mats = [_as_features(f"{name}[{i}]", X, n) for i, X in enumerate(mats)]
+    if categories is not None:
+        if len(categories) != n:
+            raise ValueError(f"categories has {len(categories)} labels for {n} sounds")
+        order = category_order(categories)
+    else:
+        order = np.arange(n, dtype=np.int64)
+    return mats, order, _split_masks(splits, n)
+
+
+def prepare_layers(layers, splits=None, categories=None) -> PreparedRSMs:
+    """Split RSMs of a model's layers, for :func:`cv_best_layer` (see its parameters)."""
+    layers, order, masks = _prep_inputs(layers, "layers", splits, categories)
+    tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
+    Mtr, Mte = [], []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for X in layers:
+            u, v, _ = split_triangles(np.ascontiguousarray(X[order]), tr_rows, n_tr, te_rows, n_te, True, False)
+            Mtr.append(u)
+            Mte.append(v)
+    return PreparedRSMs(train=np.stack(Mtr), test=np.stack(Mte), masks=masks, order=order)
+
+
+def prepare_participants(participants, splits=None, categories=None, noise_ceiling=True,
+                         corrected=False) -> PreparedRSMs:
+    """Split RSMs of participants (and their noise ceiling), for :func:`cv_best_layer`."""
+    participants, order, masks = _prep_inputs(participants, "participants", splits, categories)
+    P = len(participants)
+    if noise_ceiling and P < 2:
+        raise ValueError("the noise ceiling needs at least 2 participants (or noise_ceiling=False)")
+    tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
+    Ptr, Pte, Rte = [], [], []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for Y in participants:
+            u, v, R = split_triangles(np.ascontiguousarray(Y[order]), tr_rows, n_tr, te_rows, n_te,
+                                      True, noise_ceiling)
+            Ptr.append(u)
+            Pte.append(v)
+            Rte.append(R)
+        nc_splits = None
+        if noise_ceiling:
+            S = masks.shape[0]
+            nc_ranks = bool(corrected)
+            nc_splits = np.empty((P, S))
+            for s in range(S):
+                k = int(n_te[s])
+                R = np.stack([Rp[s, :k, :k] for Rp in Rte])  # (P, k, k)
+                tot = R.sum(0)
+                others = (tot[None] - R) / (P - 1)
+                U_self = upper_std(np.ascontiguousarray(R), nc_ranks)
+                U_oth = upper_std(np.ascontiguousarray(others), nc_ranks)
+                nc_splits[:, s] = np.clip(np.einsum("pm,pm->p", U_self, U_oth), -1.0, 1.0)
+    return PreparedRSMs(train=np.stack(Ptr), test=np.stack(Pte), masks=masks, order=order,
+                        noise_ceiling_splits=nc_splits, corrected=bool(corrected))
+
+
 def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceiling=True,
                   corrected=False):
     """The study's cross-validated RSA best-layer score for one model (METHOD §6).
 
     Parameters
     ----------
-    layers : list of (n, units_l) arrays
-        Model activations per layer, in stimulus order (finite).
-    participants : list of (n, voxels_p) arrays
-        Neural responses per participant (mean over repetitions), stimulus order.
+    layers : list of (n, units_l) arrays, or PreparedRSMs
+        Model activations per layer, in stimulus order (finite), or their
+        :func:`prepare_layers` (reused across participant sets).
+    participants : list of (n, voxels_p) arrays, or PreparedRSMs
+        Neural responses per participant (mean over repetitions), stimulus order, or their
+        :func:`prepare_participants` (reused across models; holds the noise ceiling).
     splits : (S, n) bool train masks or list of train index arrays, optional
         Over the **reordered** sound axis. Default: ``fastenc.splits.seed_splits()``
         (METHOD §2: 10 splits, 83 train / 82 test).
@@ -357,58 +445,28 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
     >>> res.best_layer.shape, res.test_corr.shape
     ((3, 2), (3, 2, 2))
     """
-    layers = list(layers)
-    participants = list(participants)
-    if len(layers) == 0:
-        raise ValueError("layers is empty")
-    if len(participants) == 0:
-        raise ValueError("participants is empty")
-    n = np.asarray(layers[0]).shape[0]
-    layers = [_as_features(f"layers[{i}]", X, n) for i, X in enumerate(layers)]
-    participants = [_as_features(f"participants[{i}]", Y, n) for i, Y in enumerate(participants)]
-    if categories is not None:
-        if len(categories) != n:
-            raise ValueError(f"categories has {len(categories)} labels for {n} sounds")
-        order = category_order(categories)
+    M = layers if isinstance(layers, PreparedRSMs) else prepare_layers(layers, splits, categories)
+    if isinstance(participants, PreparedRSMs):
+        Pp = participants
+        if noise_ceiling and Pp.noise_ceiling_splits is None:
+            raise ValueError("participants were prepared without a noise ceiling (noise_ceiling=False)")
+        if Pp.noise_ceiling_splits is not None and bool(corrected) != Pp.corrected:
+            raise ValueError("participants were prepared with another `corrected` setting")
     else:
-        order = np.arange(n, dtype=np.int64)
-    masks = _split_masks(splits, n)
-    if noise_ceiling and len(participants) < 2:
-        raise ValueError("the noise ceiling needs at least 2 participants (or noise_ceiling=False)")
-    # BLAS single-threaded: the products are small, and threaded BLAS spinning next to
-    # Numba's threads slows both down (and would make results depend on thread count).
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _cv_best_layer(layers, participants, masks, order, noise_ceiling, corrected)
+        Pp = prepare_participants(participants, splits, categories, noise_ceiling, corrected)
+    if M.train.shape[1:] != Pp.train.shape[1:] or not np.array_equal(M.masks, Pp.masks) \
+            or not np.array_equal(M.order, Pp.order):
+        raise ValueError("layers and participants were prepared with different sounds, splits or categories")
+    return _cv_best_layer(M, Pp, noise_ceiling)
 
 
-def _cv_best_layer(layers, participants, masks, order, noise_ceiling, corrected):
-    S, L, P = masks.shape[0], len(layers), len(participants)
-
-    tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
-
-    def tri(X, keep):
-        Xo = np.ascontiguousarray(X[order])
-        return split_triangles(Xo, tr_rows, n_tr, te_rows, n_te, True, keep)
-
-    Mtr, Mte = [], []
-    for X in layers:
-        u, v, _ = tri(X, False)
-        Mtr.append(u)
-        Mte.append(v)
-    Mtr, Mte = np.stack(Mtr), np.stack(Mte)  # (L, S, m)
-    Ptr, Pte, Rte = [], [], []
-    for Y in participants:
-        u, v, R = tri(Y, noise_ceiling)
-        Ptr.append(u)
-        Pte.append(v)
-        Rte.append(R)
-    Ptr, Pte = np.stack(Ptr), np.stack(Pte)  # (P, S, m)
-
+def _cv_best_layer(M: PreparedRSMs, Pp: PreparedRSMs, noise_ceiling):
+    S, L, P = M.masks.shape[0], M.n_items, Pp.n_items
     train_corr = np.empty((P, S, L))
     test_corr = np.empty((P, S, L))
     for s in range(S):
-        train_corr[:, s, :] = _corr(Ptr[:, s], Mtr[:, s])
-        test_corr[:, s, :] = _corr(Pte[:, s], Mte[:, s])
+        train_corr[:, s, :] = _corr(Pp.train[:, s], M.train[:, s])
+        test_corr[:, s, :] = _corr(Pp.test[:, s], M.test[:, s])
 
     best = np.full((P, S), -1, dtype=np.int64)
     split_score = np.full((P, S), np.nan)
@@ -425,24 +483,15 @@ def _cv_best_layer(layers, participants, masks, order, noise_ceiling, corrected)
     nc = nc_splits = None
     model_nc = np.nan
     if noise_ceiling:
-        nc_ranks = bool(corrected)
-        nc_splits = np.empty((P, S))
-        for s in range(S):
-            k = int(n_te[s])
-            R = np.stack([Rp[s, :k, :k] for Rp in Rte])  # (P, k, k)
-            tot = R.sum(0)
-            others = (tot[None] - R) / (P - 1)
-            U_self = upper_std(np.ascontiguousarray(R), nc_ranks)
-            U_oth = upper_std(np.ascontiguousarray(others), nc_ranks)
-            nc_splits[:, s] = np.clip(np.einsum("pm,pm->p", U_self, U_oth), -1.0, 1.0)
+        nc_splits = Pp.noise_ceiling_splits
         nc = np.median(nc_splits, axis=1)
         model_nc = float(np.mean(nc))
 
     return RSACVResult(score=score, model_score=model_score, best_layer=best,
                        split_score=split_score, test_corr=test_corr, train_corr=train_corr,
                        noise_ceiling=nc, noise_ceiling_splits=nc_splits,
-                       model_noise_ceiling=model_nc, order=order, train_masks=masks,
-                       corrected=bool(corrected))
+                       model_noise_ceiling=model_nc, order=M.order, train_masks=M.masks,
+                       corrected=bool(Pp.corrected))
 
 
 def within_subject_sem(values, quirk=True):
