@@ -363,3 +363,18 @@ def test_compare_models_paired():
     assert 0 < big.pvalue <= 1 and big.null_distribution.size == 999
     with pytest.raises(ValueError, match="same length"):
         rsa.compare_models_paired(a, b[:5])
+
+
+def test_prepared_inputs_give_identical_results():
+    rng = np.random.default_rng(11)
+    cats = list(rng.permutation(np.repeat(rsa._registry_category_order(), 15)))
+    layers = [rng.standard_normal((165, 40)) for _ in range(3)]
+    parts = [rng.standard_normal((165, 25)) for _ in range(4)]
+    raw = rsa.cv_best_layer(layers, parts, categories=cats)
+    M = rsa.prepare_layers(layers, categories=cats)
+    P = rsa.prepare_participants(parts, categories=cats)
+    prep = rsa.cv_best_layer(M, P)
+    for k in ("score", "best_layer", "test_corr", "train_corr", "noise_ceiling"):
+        np.testing.assert_array_equal(getattr(prep, k), getattr(raw, k))
+    with pytest.raises(ValueError, match="different"):
+        rsa.cv_best_layer(M, rsa.prepare_participants(parts))  # not category-reordered
