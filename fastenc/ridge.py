@@ -106,8 +106,10 @@ def split_factors(G_train: np.ndarray, G_test_train: np.ndarray | None = None) -
 # Above 2**30 * lam_max the excess LOO error is c/alpha * (1 + O(lam_max/alpha)): monotone
 # in alpha, so a descending run there can only be won at its first or last alpha.
 _HIGH_RUN = 2.0 ** 30
-# Below lam_min / 2**54, lam + alpha == lam on the whole nonzero spectrum.
-_LOW_RUN = 2.0 ** -54
+# Below lam_min * 2**-34 every eigen-component of the fit (LOO residuals and predictions)
+# is within a factor 1 +- 2**-34 (6e-11) of its alpha -> 0 limit: the flat bottom of the
+# LOO curve, where which alpha "wins" is rounding noise (METHOD §3). Scored once.
+_LOW_RUN = 2.0 ** -34
 
 
 @dataclass
@@ -123,10 +125,11 @@ class AlphaGroups:
 def alpha_groups(lam: np.ndarray, alphas: np.ndarray) -> AlphaGroups:
     """Per-alpha LOO factors, with alphas that cannot change the choice merged or skipped.
 
-    * ``alpha < lam_min * 2**-54`` (``lam_min`` the smallest nonzero eigenvalue):
-      ``lam + alpha == lam`` on the whole nonzero spectrum, so these alphas give the same
-      LOO errors up to rounding (the flat bottom of METHOD §3/§8); all are scored with the
-      factors of the first of them in grid order, which represents them.
+    * ``alpha < lam_min * 2**-34`` (``lam_min`` the smallest nonzero eigenvalue): every
+      eigen-component of the fit is within ``1 +- 2**-34`` of its ``alpha -> 0`` limit, so
+      these alphas give the same LOO errors and predictions to ~6e-11 (the flat bottom of
+      METHOD §3/§8); they are scored once, with the factors of the first of them in grid
+      order, which stands for all of them.
     * ``alpha > lam_max``: factors ``delta = lam / (lam + alpha)``, scored in the exact
       excess form of ``fastenc._core.ridge._select_alpha_block``.
     * For a strictly descending grid, the run ``alpha > 2**30 * lam_max`` is monotone in

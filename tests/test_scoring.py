@@ -112,3 +112,17 @@ def test_bad_alphas(alphas):
     X, Y = _make(7)
     with pytest.raises(ValueError, match="alphas"):
         fastenc.score_layer(X, Y, alphas=alphas)
+
+
+@pytest.mark.parametrize("p, gain", [(400, 5.0), (40, 20.0)])
+def test_strong_signal_matches_brute_force(p, gain):
+    """High-SNR voxels choose alphas at the low end of the grid (the collapsed flat bottom)."""
+    rng = np.random.default_rng(p)
+    X = rng.standard_normal((165, p))
+    Y = (X @ rng.standard_normal((p, 3)) / np.sqrt(p) * gain)[:, :, None] + 0.05 * rng.standard_normal((165, 3, 3))
+    s = fastenc.score_layer(X, Y)
+    train, test = naive.study_splits()[0]
+    for v in range(3):
+        ref = naive.score_voxel_split(X, Y[:, v, :], train, test)
+        for k in ("r_test", "r2_test_c", "rv_hat"):
+            assert getattr(s, k)[v, 0] == pytest.approx(ref[k], abs=1e-8), (k, v)
