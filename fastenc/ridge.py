@@ -170,6 +170,64 @@ def alpha_groups(lam: np.ndarray, alphas: np.ndarray) -> AlphaGroups:
                        alpha=np.array(gal, dtype=np.float64), index=np.array(gidx, dtype=np.int64))
 
 
+@dataclass
+class LooFactors:
+    """Triangular factors of the LOO criterion of each alpha group (see ``_select_alpha_block``)."""
+
+    q: np.ndarray     # (n,) row sums of Q**2 (1 - 1/n up to rounding)
+    Tri: np.ndarray   # (g, m, m) upper triangular
+    Perm: np.ndarray  # (g, m) int64
+    Dd: np.ndarray    # (g, m) diagonal of D (ones below the spectrum)
+    Do: np.ndarray    # (g, m) superdiagonal of D (zeros below the spectrum)
+
+
+def loo_factors(Q: np.ndarray, grp: AlphaGroups) -> LooFactors:
+    """Factor, per alpha group, the LOO sum of squared errors as a quadratic form in ``z``.
+
+    With ``z = Q^T y``, ``q_i = sum_k Q_ik^2`` and ``e_inf = Q z / q`` (the alpha -> infinity
+    residuals), the LOO residuals are ``e = diag(1/h) Q diag(d) z`` with
+    ``h_i = sum_k Q_ik^2 d_k``.
+
+    * Below the spectrum (factors ``d``): ``||e||^2 = ||Tri z||^2`` with ``Tri`` the R factor
+      of the QR decomposition of ``diag(1/h) Q diag(d)`` (backward stable column by column,
+      so each residual keeps its own relative accuracy).
+    * Above it (factors ``delta = 1 - d``): ``e - e_inf = B z`` with
+      ``B_ik = Q_ik (v_i - q_i delta_k) / (q_i (q_i - v_i))``, ``v = Q**2 delta``, so the
+      excess ``||e||^2 - ||e_inf||^2 = z^T S z`` with ``S = B^T B + B^T C + C^T B``,
+      ``C = diag(1/q) Q``. ``S`` is O(delta): factored by Bunch–Kaufman
+      (``scipy.linalg.ldl``: ``S = (P L) D (P L)^T``), the excess keeps its accuracy however
+      small it is.
+    """
+    from scipy.linalg import ldl
+
+    n, m = Q.shape
+    g = grp.F.shape[0]
+    Q2 = Q ** 2
+    q = Q2.sum(axis=1)
+    Tri = np.zeros((g, m, m))
+    Perm = np.tile(np.arange(m, dtype=np.int64), (g, 1))
+    Dd = np.ones((g, m))
+    Do = np.zeros((g, m))
+    C = Q / q[:, None]
+    for k in range(g):
+        f = grp.F[k]
+        if grp.use_delta[k]:
+            v = Q2 @ f
+            B = Q * (v[:, None] - q[:, None] * f[None, :]) / (q * (q - v))[:, None]
+            BtC = B.T @ C
+            S = B.T @ B + BtC + BtC.T
+            lu, D, perm = ldl(0.5 * (S + S.T), lower=True)
+            Tri[k] = lu[perm].T
+            Perm[k] = perm
+            Dd[k] = np.diag(D)
+            Do[k, :-1] = np.diag(D, 1)
+        else:
+            with np.errstate(divide="ignore"):
+                invh = 1.0 / (Q2 @ f)
+            Tri[k] = np.linalg.qr((Q * invh[:, None]) * f[None, :], mode="r")
+    return LooFactors(q=q, Tri=Tri, Perm=Perm, Dd=Dd, Do=Do)
+
+
 @contextlib.contextmanager
 def thread_limits(n_threads: int | None):
     """Run Numba kernels on ``n_threads`` threads with BLAS held single-threaded inside."""
@@ -218,17 +276,7 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
     stop = T if stop is None else stop
     Pt = factors.Pt if Pt is None else Pt
     grp = alpha_groups(factors.lam, alphas)
-    Q2 = factors.Q ** 2
-    q = Q2.sum(axis=1)  # 1 - 1/n up to rounding: diag of I - H as alpha -> infinity
-    Hv = Q2 @ grp.F.T  # (n, g): v = sum Q^2 delta, or 1 - H_ii = sum Q^2 d
-    with np.errstate(divide="ignore"):
-        Hv = np.where(grp.use_delta[None, :], Hv, 1.0 / Hv)
-    Hv = np.ascontiguousarray(Hv.T)
-    # below the spectrum, the LOO residuals diag(1/(1-H_ii)) Q diag(d) z = U Tri z: keep Tri
-    Tri = np.zeros((grp.F.shape[0], Q2.shape[1], Q2.shape[1]))
-    for g in np.flatnonzero(~grp.use_delta):
-        B = (factors.Q * Hv[g][:, None]) * grp.F[g][None, :]
-        Tri[g] = np.linalg.qr(B, mode="r")
+    lf = loo_factors(factors.Q, grp)
     group = np.zeros(T, dtype=np.int64)
     sse = np.zeros(T)
     out = np.zeros((T, Pt.shape[1]))
@@ -242,8 +290,8 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
     chunk = max(block, (chunk // block) * block)
     for c0 in range(start, stop, chunk):
         c1 = min(c0 + chunk, stop)
-        loo_ridge_block_range(Yt, train_idx, factors.Q, factors.Qt, q, factors.lam, grp.F,
-                              grp.use_delta, Hv, Tri, grp.F.shape[0], grp.alpha, Pt, add_intercept,
+        loo_ridge_block_range(Yt, train_idx, factors.Q, lf.q, factors.lam, lf.Tri, lf.Perm, lf.Dd, lf.Do,
+                              grp.use_delta, grp.F.shape[0], grp.alpha, Pt, add_intercept,
                               per, block, c0, c1, group, sse, out, ybar)
     return grp.index[group], sse, out, ybar
 

@@ -3,18 +3,18 @@
 Everything lives in the n_train-dimensional sample space (METHOD §3). For one split the
 caller (``fastenc.ridge``) supplies, from one eigendecomposition of the centred train Gram:
 
-* ``Qt`` (m, n): eigenvectors of the centred train Gram restricted to the complement of the
+* ``Q`` (n, m): eigenvectors of the centred train Gram restricted to the complement of the
   constant vector (m = n - 1; the constant direction belongs to the intercept and gets no
-  ridge weight), one per row;
+  ridge weight), one per column;
 * ``lam`` (m,): their eigenvalues, exactly 0 on the numerical null space;
-* per distinct alpha group, the factors ``d_k = alpha / (lam_k + alpha)`` (or, above the
-  spectrum, ``delta_k = 1 - d_k``) and the matching diagonal terms of ``I - H``
-  (see ``fastenc.ridge.alpha_groups``);
+* per distinct alpha group (``fastenc.ridge.alpha_groups``), a triangular factor of the
+  quadratic form that gives the LOO error as a function of ``z = Q^T y``
+  (``fastenc.ridge.loo_factors``);
 * ``Pt`` (m, n_test): ``(X_test_c Xc^T Q)^T``, to predict test rows.
 
-With ``z = Q^T y`` the LOO residuals are ``e = Q (d * z) / (1 - diag H)``, so scoring one
-alpha for a block of targets is one small matrix product plus a fused
-divide-square-sum-compare. Targets are processed in fixed-size blocks, each written by one
+With ``z = Q^T y`` the LOO residuals are ``e = Q (d * z) / (1 - diag H)``; their sum of
+squares is a quadratic form in ``z``, so scoring one alpha for a block of targets is one
+small triangular matrix product plus a fused square-sum-compare. Targets are processed in fixed-size blocks, each written by one
 thread, and BLAS is called single-threaded inside, so results do not depend on the number
 of threads.
 """
@@ -54,27 +54,29 @@ def _rows_times_upper_t(T, B):
 
 
 @njit(cache=True, error_model="numpy")
-def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, Tri, n_groups, per, W, R, Rg, best_group, best_excess):
+def _select_alpha_block(Yc, Z, q, Tri, Perm, Dd, Do, use_delta, n_groups, per, W, R,
+                        best_group, best_excess):
     """Best alpha group per target of one block (first group wins exact ties).
 
     The criterion is the LOO sum of squared errors in excess of its alpha -> infinity limit
-    (``e_inf = yc / q``: predicting with the train mean). Groups with alpha below the
-    spectrum use ``F = d = alpha / (lam + alpha)``, ``Hv = 1 / (1 - H_ii)`` and ``Tri``, the
-    triangular factor of ``diag(Hv) Q diag(d) = U Tri``, so that the LOO residual norm is
-    ``||Tri z||`` (a triangular product: half the work of ``Q (d * z)``); groups
-    above it use ``F = delta = lam / (lam + alpha)`` and ``Hv = sum_k Q_ik^2 delta_k``, with
-    the excess written so that it is exact to rounding even when it is 1e-40 of the total:
-    ``e - e_inf = (yc v - q u) / (q (q - v))`` with ``u = Q (delta * z)``. Without this, the
-    near-flat top of the curve is decided by rounding noise and can pick an alpha whose
-    prediction is the intercept plus a few ulps of noise.
+    (``e_inf = yc / q``: predicting with the train mean), a quadratic form in ``z = Q^T y``
+    scored through a triangular factor per group (``fastenc.ridge.loo_factors``):
 
-    With ``per > 1`` the rows come in groups ``[mean, rep_1, ..., rep_{per-1}]`` where the
-    first row is the mean of the others: LOO residuals are linear in the target, so the mean
-    row's are the mean of the repetitions' (one matrix product saved in ``per``). ``W`` and
-    ``Rg`` hold the repetition rows only; ``R`` all rows.
+    * below the spectrum, ``||Tri z||^2 - ||e_inf||^2`` with ``Tri`` the R factor of
+      ``diag(1 / (1 - H_ii)) Q diag(d)`` (``Perm`` identity, ``Dd`` = 1, ``Do`` = 0);
+    * above it, ``w^T D w`` with ``w = Tri z[Perm]`` from the Bunch–Kaufman factorization
+      of the excess matrix itself (``D`` block diagonal: ``Dd`` its diagonal, ``Do`` its
+      superdiagonal). The excess is then exact to rounding even when it is 1e-40 of the
+      total; without this, the near-flat top of the curve is decided by rounding noise and
+      can pick an alpha whose prediction is the intercept plus a few ulps of noise.
+
+    A triangular product costs half a full one. With ``per > 1`` the rows come in groups
+    ``[mean, rep_1, ..., rep_{per-1}]`` where the first row is the mean of the others: the
+    factored residuals are linear in the target, so the mean row's are the mean of the
+    repetitions' (one product saved in ``per``). ``W`` holds the fitted rows only.
     """
     nb, m = Z.shape
-    n = Qt.shape[1]
+    n = Yc.shape[1]
     einf = np.empty(nb)
     for j in range(nb):
         best_excess[j] = np.inf
@@ -87,67 +89,50 @@ def _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, Tri, n_groups, per, W, R
     nfit = W.shape[0]
     for g in range(n_groups):
         delta = use_delta[g]
-        # the fitted rows (all rows, or the repetition rows of each group)
+        # the fitted rows (all rows, or the repetition rows of each group), permuted
         c = 0
         for j in range(nb):
             if per == 1 or j % per != 0:
-                if delta:
-                    for k in range(m):
-                        W[c, k] = Z[j, k] * F[g, k]
-                else:
-                    for k in range(m):
-                        W[c, k] = Z[j, k]
+                for k in range(m):
+                    W[c, k] = Z[j, Perm[g, k]]
                 c += 1
-        if delta:
-            np.dot(W, Qt, Rg)
-            ncol = n
-        else:
-            _rows_times_upper_t(Tri[g], W)  # W[j] = Tri z_j: ||W[j]||^2 is the LOO SSE
-            ncol = m
-        src = Rg if delta else W
+        _rows_times_upper_t(Tri[g], W)
         # rows of R: copies of the fitted rows, and the mean rows as their average
         if per > 1:
             c = 0
             inv = 1.0 / (per - 1)
             for v in range(nb // per):
                 j = v * per
-                for i in range(ncol):
+                for i in range(m):
                     acc = 0.0
                     for r in range(per - 1):
-                        acc += src[c + r, i]
-                        R[j + 1 + r, i] = src[c + r, i]
+                        acc += W[c + r, i]
+                        R[j + 1 + r, i] = W[c + r, i]
                     R[j, i] = acc * inv
                 c += per - 1
         else:
             for j in range(nfit):
-                for i in range(ncol):
-                    R[j, i] = src[j, i]
-        if delta:
-            for j in range(nb):
-                s = 0.0
-                for i in range(n):
-                    v = Hv[g, i]
-                    y = Yc[j, i]
-                    diff = (y * v - q[i] * R[j, i]) / (q[i] * (q[i] - v))
-                    s += diff * (2.0 * y / q[i] + diff)
-                if s < best_excess[j]:
-                    best_excess[j] = s
-                    best_group[j] = g
-        else:
-            for j in range(nb):
-                s = 0.0
                 for i in range(m):
-                    s += R[j, i] * R[j, i]
+                    R[j, i] = W[j, i]
+        for j in range(nb):
+            s = 0.0
+            if delta:
+                for k in range(m - 1):
+                    s += R[j, k] * (Dd[g, k] * R[j, k] + 2.0 * Do[g, k] * R[j, k + 1])
+                s += Dd[g, m - 1] * R[j, m - 1] * R[j, m - 1]
+            else:
+                for k in range(m):
+                    s += R[j, k] * R[j, k]
                 s -= einf[j]
-                if s < best_excess[j]:
-                    best_excess[j] = s
-                    best_group[j] = g
+            if s < best_excess[j]:
+                best_excess[j] = s
+                best_group[j] = g
     for j in range(nb):
         best_excess[j] += einf[j]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, Tri, n_groups, group_alpha,
+def loo_ridge_block_range(Yt, train_idx, Q, q, lam, Tri, Perm, Dd, Do, use_delta, n_groups, group_alpha,
                           Pt, add_intercept, per, block, start, stop,
                           group_out, mse_out, pred_out, ybar_out):
     """Select alpha by exact LOO and predict the test rows, for targets ``start:stop``.
@@ -158,10 +143,10 @@ def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, Tri, n
         Targets, one per row, over all N stimuli.
     train_idx : int64 array (n,)
         Stimulus indices of the train rows of the split.
-    Q, Qt, q, lam, F, use_delta, Hv, Tri, n_groups, Pt
-        Split factors (see module docstring and ``_select_alpha_block``); ``Q`` is ``Qt.T``
-        in C order, ``q`` the row sums of ``Q**2``. ``F``, ``use_delta`` and ``Hv`` hold
-        ``n_groups`` valid rows. ``Pt`` has one column per output row.
+    Q, q, lam, Tri, Perm, Dd, Do, use_delta, n_groups, Pt
+        Split factors (see module docstring and ``_select_alpha_block``); ``q`` holds the
+        row sums of ``Q**2``; ``Tri`` ... ``use_delta`` hold ``n_groups`` alpha groups
+        (``fastenc.ridge.loo_factors``). ``Pt`` has one column per output row.
     group_alpha : (g,) float64
         Alpha value that represents each group (the first of the group in grid order).
     per : int
@@ -183,7 +168,7 @@ def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, Tri, n
     """
     n = train_idx.shape[0]
     n_out = Pt.shape[1]
-    m = Qt.shape[0]
+    m = Q.shape[1]
     n_blocks = (stop - start + block - 1) // block
     for b in prange(n_blocks):
         j0 = start + b * block
@@ -203,11 +188,10 @@ def loo_ridge_block_range(Yt, train_idx, Q, Qt, q, lam, F, use_delta, Hv, Tri, n
         Z = np.dot(Yc, Q)
         nfit = nb - nb // per if per > 1 else nb
         W = np.empty((nfit, m))
-        Rg = np.empty((nfit, n))
-        R = np.empty((nb, n))
+        R = np.empty((nb, m))
         bg = np.empty(nb, dtype=np.int64)
         bm = np.empty(nb)
-        _select_alpha_block(Yc, Z, Qt, q, F, use_delta, Hv, Tri, n_groups, per, W, R, Rg, bg, bm)
+        _select_alpha_block(Yc, Z, q, Tri, Perm, Dd, Do, use_delta, n_groups, per, W, R, bg, bm)
         W = np.empty((nb, m))
         # dual weights at the chosen alpha, null-space components dropped
         for j in range(nb):
