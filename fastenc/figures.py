@@ -59,6 +59,17 @@ def _spectemp_band(ax, mean, sem, label, horizontal=True):
 
 
 # --------------------------------------------------------------------------------------
+def _style_bar_panel(ax, labels, permuted):
+    """Model names under the bars, panel title, grid and legend of one across-model panel."""
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    ax.set_xlim(-0.7, len(labels) - 0.3)
+    ax.set_title("Permuted networks" if permuted else "Trained networks", fontsize=11)
+    ax.grid(axis="y", alpha=0.3, zorder=0)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
 def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
                        display_names: Mapping[str, str] | None = None,
                        title: str = "Best layer on independent splits",
@@ -101,14 +112,7 @@ def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
             b = base.iloc[0]
             _spectemp_band(ax, b["mean"], b["sem"], f"{_name(spectemp, display_names)} "
                            f"baseline ({b['mean']:.3f})")
-        ax.set_xticks(x)
-        ax.set_xticklabels([_name(m, display_names) for m in bars["model"]], rotation=60,
-                           ha="right", fontsize=8)
-        ax.set_xlim(-0.7, len(bars) - 0.3)
-        ax.set_title("Permuted networks" if rn else "Trained networks", fontsize=11)
-        ax.grid(axis="y", alpha=0.3, zorder=0)
-        ax.legend(loc="upper right", fontsize=8, frameon=False)
-        ax.spines[["top", "right"]].set_visible(False)
+        _style_bar_panel(ax, [_name(m, display_names) for m in bars["model"]], rn)
     axes[0].set_ylabel(f"{ylabel}\n(mean ± within-subject SEM, n = {int(summ['n_subjects'].iloc[0])})")
     top = float(np.nanmax(summ["mean"] + summ["sem"].fillna(0)))
     axes[0].set_ylim(0, max(1.0, top * 1.1) if top > 0.9 else top * 1.15 + 0.02)
@@ -319,14 +323,7 @@ def plot_rsa_across_models(df: pd.DataFrame, roi: str = "All", spectemp: str | N
             b = base.iloc[0]
             _spectemp_band(ax, b["rsa_mean"], b["rsa_yerr"],
                            f"{_name(spectemp, display_names)} ({b['rsa_mean']:.3f})")
-        ax.set_xticks(x)
-        ax.set_xticklabels([_name(m, display_names) for m in p["source_model"]], rotation=60,
-                           ha="right", fontsize=8)
-        ax.set_xlim(-0.7, len(p) - 0.3)
-        ax.set_title("Permuted networks" if rn else "Trained networks", fontsize=11)
-        ax.grid(axis="y", alpha=0.3, zorder=0)
-        ax.legend(loc="upper right", fontsize=8, frameon=False)
-        ax.spines[["top", "right"]].set_visible(False)
+        _style_bar_panel(ax, [_name(m, display_names) for m in p["source_model"]], rn)
     axes[0].set_ylabel("Spearman ρ, model vs human RSM\n(best layer on independent splits)")
     top = max(ceiling, float(np.nanmax(d["rsa_mean"] + d["rsa_yerr"].fillna(0))))
     axes[0].set_ylim(0, min(1.0, top * 1.2 + 0.02))

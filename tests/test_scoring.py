@@ -126,3 +126,23 @@ def test_strong_signal_matches_brute_force(p, gain):
         ref = naive.score_voxel_split(X, Y[:, v, :], train, test)
         for k in ("r_test", "r2_test_c", "rv_hat"):
             assert getattr(s, k)[v, 0] == pytest.approx(ref[k], abs=1e-8), (k, v)
+
+
+def test_correlation_and_spearman_brown_kernels_match_scipy():
+    from scipy import stats
+
+    from fastenc._core.stats import corrected_reliability, pearson_rows, spearman_brown
+    rng = np.random.default_rng(8)
+    A, B = rng.standard_normal((5, 40)), rng.standard_normal((5, 40))
+    B[3] = 1.0  # constant row -> NaN
+    r = pearson_rows(A, B)
+    for j in (0, 1, 2, 4):
+        assert r[j] == pytest.approx(stats.pearsonr(A[j], B[j]).statistic, abs=1e-13)
+    assert np.isnan(r[3])
+    assert spearman_brown(0.5, 3.0) == pytest.approx(3 * 0.5 / (1 + 2 * 0.5))
+    pairs = np.array([[0.2, 0.4, np.nan], [np.nan, np.nan, np.nan], [-0.1, -0.2, -0.3], [-0.6, -0.6, -0.6]])
+    out = corrected_reliability(pairs, 3.0, 0.182)
+    assert out[0] == pytest.approx(naive.spearman_brown(0.3))   # nanmedian of (0.2, 0.4)
+    assert out[1] == 0.182                                       # all NaN -> floor
+    assert out[2] == 0.182                                       # negative -> floor
+    assert out[3] == pytest.approx(naive.spearman_brown(-0.6))   # rho < -0.5: no guard (study)

@@ -21,28 +21,10 @@ def pearson_rows(A, B):
     0.993399
     """
     k, n = A.shape
+    idx = np.arange(n)
     out = np.empty(k)
     for j in prange(k):
-        ma = 0.0
-        mb = 0.0
-        for i in range(n):
-            ma += A[j, i]
-            mb += B[j, i]
-        ma /= n
-        mb /= n
-        sab = 0.0
-        saa = 0.0
-        sbb = 0.0
-        for i in range(n):
-            da = A[j, i] - ma
-            db = B[j, i] - mb
-            sab += da * db
-            saa += da * da
-            sbb += db * db
-        if saa == 0.0 or sbb == 0.0:
-            out[j] = np.nan
-        else:
-            out[j] = sab / np.sqrt(saa * sbb)
+        out[j] = _pearson_gather(A[j], idx, B[j], idx)
     return out
 
 
@@ -61,24 +43,9 @@ def corrected_reliability(pairs, n_reps, floor):
 
     ``pairs`` is (k, n_pairs) of pairwise correlations between repetitions.
     """
-    k, m = pairs.shape
-    out = np.empty(k)
-    for j in prange(k):
-        vals = np.empty(m)
-        c = 0
-        for i in range(m):
-            if not np.isnan(pairs[j, i]):
-                vals[c] = pairs[j, i]
-                c += 1
-        if c == 0:
-            out[j] = floor
-            continue
-        v = np.sort(vals[:c])
-        med = v[c // 2] if c % 2 == 1 else 0.5 * (v[c // 2 - 1] + v[c // 2])
-        sb = spearman_brown(med, n_reps)
-        out[j] = sb if sb > floor else floor  # NaN (rho = -1/(n-1) gives -inf, kept below)
-        if np.isnan(sb):
-            out[j] = floor
+    out = np.empty(pairs.shape[0])
+    for j in prange(pairs.shape[0]):
+        out[j] = _sb_floor(pairs[j], n_reps, floor)
     return out
 
 
