@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import analysis as an
 from .progress import Progress
-from .store import ResultStore
+from .store import ResultStore, fingerprint
 
 __all__ = ["run_analysis", "run_rsa", "draw_figures", "SPECTEMP"]
 
@@ -107,14 +107,16 @@ def _comparisons(long: pd.DataFrame) -> pd.DataFrame:
 
 def _components(store, out, target, work, registry, bar) -> dict:
     rows = []
+    iters = {}
     for model, randnetw in work:
         layers = registry.layers(model)
         vals = _layer_values(store, target, model, randnetw, layers, "r2_test")
         names = store_names(store, target, model, randnetw, layers[0])
         df = an.components_independent_splits(vals, component_names=names, clip=False)
-        iters = df[[c for c in df.columns if c.startswith("iter_")]].to_numpy()
-        n_it = iters.shape[1]
-        for comp, score, sd in zip(df.index, df["score"], iters.std(axis=1)):
+        it = df[[c for c in df.columns if c.startswith("iter_")]].to_numpy()
+        iters[(model, randnetw)] = dict(zip(df.index, it))
+        n_it = it.shape[1]
+        for comp, score, sd in zip(df.index, df["score"], it.std(axis=1)):
             rows.append({"source_model": model, "randnetw": randnetw, "component": comp,
                          "median_r2_test_mean": score,
                          # no participants: spread over the 10 independent-split iterations
@@ -123,7 +125,25 @@ def _components(store, out, target, work, registry, bar) -> dict:
         bar.update(1, note=f"{target} {model}")
     cdf = pd.DataFrame(rows)
     cdf.to_csv(Path(out) / f"across-models_{target}.csv", index=False)
-    return {f"across-models_{target}": cdf}
+    res = {f"across-models_{target}": cdf}
+    # model comparisons per component: permutation of the pooled per-iteration scores (METHOD §5)
+    comp_rows = []
+    for (model, randnetw), per in iters.items():
+        if randnetw or model == SPECTEMP:
+            continue
+        for other in ((model, True), (SPECTEMP, False)):
+            if other not in iters:
+                continue
+            for comp, v1 in per.items():
+                r = an.permutation_component_comparison(v1, iters[other][comp], n_perm=10000, seed=0)
+                comp_rows.append({"model_1": model, "model_2": other[0], "model_2_randnetw": other[1],
+                                  "component": comp, "difference": r.observed, "p_value": r.p_value,
+                                  "p_greater": r.p_greater})
+    if comp_rows:
+        comp_df = pd.DataFrame(comp_rows)
+        comp_df.to_csv(Path(out) / f"model-comparisons_{target}.csv", index=False)
+        res[f"model-comparisons_{target}"] = comp_df
+    return res
 
 
 def store_names(store, target, model, randnetw, layer):
@@ -135,7 +155,7 @@ def store_names(store, target, model, randnetw, layer):
 RSA_ROIS = ("All", "Primary", "Lateral", "Posterior", "Anterior")
 
 
-def _rsa_participants(data_dir, target, categories=None, prepare=True):
+def _rsa_participants(data_dir, target, categories=None, prepare=True, corrected=False):
     """Per ROI: (subject ids, participants) with each participant's (165, voxels)
     mean-over-repetitions array, or, with ``prepare``, their split RSMs and noise ceiling
     (:func:`fastenc.rsa.prepare_participants`, computed once and reused for every model).
@@ -155,11 +175,14 @@ def _rsa_participants(data_dir, target, categories=None, prepare=True):
         ids = [s for s in np.unique(subj) if ((subj == s) & in_roi).sum() >= 2]
         if len(ids) >= 2:
             parts = [Ym[:, (subj == s) & in_roi] for s in ids]
-            per_roi[roi] = (ids, rsa.prepare_participants(parts, categories=categories) if prepare else parts)
-    return per_roi
+            per_roi[roi] = (ids, rsa.prepare_participants(parts, categories=categories, corrected=corrected)
+                                 if prepare else parts)
+    return per_roi, fingerprint(Ym, subj, labels.astype(str), np.array(categories or [], dtype=str),
+                                np.array([corrected]))
 
 
-def rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry) -> dict:
+def rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry,
+              cache_root=None) -> dict:
     """RSA of one model version against ``targets``; caches ``<out>/rsa/<target>/<model>[_randnetw].csv``.
 
     Runs in the driver or on a Dask worker (``run_rsa(..., client=...)``); each cache file is
@@ -188,7 +211,7 @@ def rsa_model(data_dir, out, model, randnetw, targets, participants, categories,
                 recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
                              "rsa": sc, "noise_ceiling": nc, "best_layer_rel": bl})
         df = pd.DataFrame(recs)
-        cache = out / "rsa" / t / f"{tag}.csv"
+        cache = Path(cache_root or out / "rsa") / t / f"{tag}.csv"
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
         df.to_csv(tmp, index=False)
@@ -197,13 +220,19 @@ def rsa_model(data_dir, out, model, randnetw, targets, participants, categories,
     return dfs
 
 
-def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=None, client=None) -> dict:
+def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=None, client=None,
+            overwrite=False, corrected=False) -> dict:
     """METHOD §6 for the neural targets; writes ``rsa_across-models_<target>.csv``.
 
     Per (model, version) the result of every target × ROI is cached atomically in
-    ``<out>/rsa/<target>/<model>[_randnetw].csv`` so a resumed run skips it. Activations are
-    read once per model version for all targets and ROIs. With a Dask ``client`` the model
-    versions run as tasks on the cluster (:func:`fastenc.distributed.run_rsa_dask`).
+    ``<out>/rsa/<target>/<model>[_randnetw].csv`` (``rsa-corrected/`` with ``corrected``) so a
+    resumed run skips it; a fingerprint of the neural data guards the cache like the regression
+    units. Activations are read once per model version for all targets and ROIs. With a Dask
+    ``client`` the model versions run as tasks on the cluster
+    (:func:`fastenc.distributed.run_rsa_dask`).
+
+    ``corrected=False`` reproduces the study's quirks (Pearson noise ceiling; SEM over
+    √(models − 1)); ``corrected=True`` uses Spearman for the ceiling and √(participants − 1).
     """
     from . import rsa
     from .io import load_stimuli
@@ -213,26 +242,38 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
     if not targets:
         return {}
     categories = load_stimuli(data_dir)["category"].tolist()
-    participants = {t: _rsa_participants(data_dir, t, categories) for t in targets}
+    cache_root = out / ("rsa-corrected" if corrected else "rsa")
+    participants = {}
+    for t in targets:
+        participants[t], fp = _rsa_participants(data_dir, t, categories, corrected=corrected)
+        fp_file = cache_root / t / ".fingerprint"
+        if fp_file.exists() and fp_file.read_text() != fp and not overwrite:
+            raise ValueError(f"{fp_file.parent} holds RSA results computed from different data "
+                             f"(fingerprint {fp_file.read_text()}, now {fp}); use another output folder "
+                             "or overwrite=True to recompute")
+        fp_file.parent.mkdir(parents=True, exist_ok=True)
+        fp_file.write_text(fp)
     bar = Progress(len(work), "rsa       ", enabled=progress)
     todo = []
     for model, randnetw in work:
         tag = f"{model}_randnetw" if randnetw else model
-        if all((out / "rsa" / t / f"{tag}.csv").exists() for t in targets):
+        if not overwrite and all((cache_root / t / f"{tag}.csv").exists() for t in targets):
             bar.update(1, note=f"{model} (cached)", skipped=True)
         else:
             todo.append((model, randnetw))
     if client is None:
         for model, randnetw in todo:
-            rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry)
+            rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry,
+                      cache_root=cache_root)
             bar.update(1, note=model)
     else:
         from .distributed import run_rsa_dask
         run_rsa_dask(client, data_dir, out, todo, targets, participants, categories, registry,
-                     n_threads=n_threads, on_model=lambda m, r, _: bar.update(1, note=m))
+                     n_threads=n_threads, on_model=lambda m, r, _: bar.update(1, note=m),
+                     cache_root=cache_root)
     tables = {}
     for t in targets:
-        long = pd.concat([pd.read_csv(out / "rsa" / t / (f"{m}_randnetw" if r else m).__add__(".csv"))
+        long = pd.concat([pd.read_csv(cache_root / t / (f"{m}_randnetw" if r else m).__add__(".csv"))
                           for m, r in work], ignore_index=True)
         long.to_csv(out / f"rsa_subject-scores_{t}.csv", index=False)
         summ = []
@@ -243,7 +284,7 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
                 if rn and not (g["randnetw"]).any():
                     continue
                 wide = panel.pivot_table(index="subj_idx", columns="source_model", values="rsa")
-                sem = (rsa.within_subject_sem(wide.to_numpy(), quirk=True) if wide.shape[1] >= 2
+                sem = (rsa.within_subject_sem(wide.to_numpy(), quirk=not corrected) if wide.shape[1] >= 2
                        else np.full(wide.shape[1], np.nan))
                 for j, m in enumerate(wide.columns):
                     if rn and m == SPECTEMP:
@@ -285,7 +326,7 @@ def _rsa_roi_matrices(data_dir, out, target, categories, registry) -> dict:
 
     order = rsa.category_order(categories)
     mats = {}
-    for roi, (_, parts) in _rsa_participants(data_dir, target, prepare=False).items():
+    for roi, (_, parts) in _rsa_participants(data_dir, target, prepare=False)[0].items():
         mats[roi] = np.mean([rsa.similarity_matrix(p[order]) for p in parts], axis=0)
     names = list(mats)
     C = np.array([[rsa.compare(mats[a], mats[b]) for b in names] for a in names])

@@ -30,6 +30,9 @@ def _common(p):
                    help="target datasets (default: all three)")
     p.add_argument("--threads", type=int, default=None, help="Numba threads per process (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="recompute finished units instead of reusing them")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="JSON manifest of extra models (merged over the shipped registry and "
+                        "DATA/fastenc_models.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -57,6 +60,8 @@ def main(argv=None) -> int:
     _common(p_all)
     p_all.add_argument("--no-rsa", action="store_true", help="skip the RSA stage")
     p_all.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p_all.add_argument("--rsa-corrected", action="store_true",
+                       help="RSA without the study's quirks: Spearman noise ceiling, SEM over participants")
     p_reg = sub.add_parser("regress", help="only the regression stage (resumable units)")
     _common(p_reg)
     p_demo = sub.add_parser("demo", help="write the synthetic demo dataset in the study's layout")
@@ -80,15 +85,18 @@ def main(argv=None) -> int:
                 if data_dir is None:
                     from .datasets import make_demo
                     data_dir = make_demo(pipeline.default_demo_dir())
+                from .registry import load_registry
                 df = pipeline.run_regression(data_dir, args.out, models=args.models, targets=args.targets,
                                              n_threads=args.threads, overwrite=args.overwrite,
-                                             progress=not args.quiet, client=client)
+                                             progress=not args.quiet, client=client,
+                                             registry=load_registry(data_dir, manifest=args.manifest))
                 print(df.groupby(["target", "status"]).size().to_string())
                 return 0
             tables = pipeline.run_all(args.data_dir, args.out, models=args.models, targets=args.targets,
                                       n_threads=args.threads, overwrite=args.overwrite,
                                       progress=not args.quiet, client=client, rsa=not args.no_rsa,
-                                      figures=not args.no_figures)
+                                      figures=not args.no_figures, rsa_corrected=args.rsa_corrected,
+                                      manifest=args.manifest)
         finally:
             if client is not None:
                 client.close()

@@ -137,6 +137,7 @@ class SharedRSA:
     participants: dict
     categories: list
     registry: object
+    cache_root: str | None = None
 
 
 class _InputError:
@@ -190,7 +191,7 @@ def _rsa_task(data_dir, out, model, randnetw, targets, shared, n_threads):
             from .ridge import thread_limits
             with thread_limits(_numba_threads(n_threads, worker)):
                 return rsa_model(data_dir, out, model, randnetw, targets, shared.participants,
-                                 shared.categories, shared.registry)
+                                 shared.categories, shared.registry, cache_root=shared.cache_root)
         except (ValueError, FileNotFoundError) as e:
             return _InputError(e)
 
@@ -362,7 +363,7 @@ def run_regression_dask(client, data_dir, out, work, bundles, registry, splits, 
 
 
 def run_rsa_dask(client, data_dir, out, work, targets, participants, categories, registry, n_threads=None,
-                 on_model=None, retries=3, resubmit=2):
+                 on_model=None, retries=3, resubmit=2, cache_root=None):
     """RSA stage on a Dask cluster: one task per model version, results cached under ``out/rsa``.
 
     ``on_model(model, randnetw, {target: DataFrame})`` is called in the calling thread as
@@ -371,7 +372,8 @@ def run_rsa_dask(client, data_dir, out, work, targets, participants, categories,
     from pathlib import Path
 
     data_dir, out = str(Path(data_dir).resolve()), str(Path(out).resolve())
-    shared = SharedRSA(participants=participants, categories=list(categories), registry=registry)
+    shared = SharedRSA(participants=participants, categories=list(categories), registry=registry,
+                       cache_root=str(Path(cache_root).resolve()) if cache_root is not None else None)
     items = [(m, bool(r)) for m, r in work]
     _run_tasks(client, _rsa_task, items, shared,
                lambda it, fut, topic: (data_dir, out, it[0], it[1], list(targets), fut, n_threads),

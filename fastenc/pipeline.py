@@ -203,7 +203,8 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
 
 
 def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
-            overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None):
+            overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None,
+            rsa_corrected=False, manifest=None):
     """Run the whole study: regression, analysis, RSA and figures.
 
     Parameters
@@ -226,6 +227,14 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         Run the regression units on a Dask cluster.
     rsa, figures : bool
         Run the RSA stage / draw the figures.
+    alphas : 1-D array, optional
+        Ridge alpha grid (default: the study's ``10**49 ... 10**-50``).
+    rsa_corrected : bool
+        False (default) reproduces the study's RSA quirks (Pearson noise ceiling while models
+        use Spearman; SEM divided by √(models − 1)); True uses the corrected forms.
+    manifest : path, optional
+        Extra model manifest (JSON) merged over the shipped registry and
+        ``<data_dir>/fastenc_models.json``.
 
     Returns
     -------
@@ -246,7 +255,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         raise FileNotFoundError(f"{data_dir} is not a data root: it needs data/ and model_actv/ (see README)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    registry = load_registry(data_dir)
+    registry = load_registry(data_dir, manifest=manifest)
     targets = list(targets or TARGETS)
     reg = run_regression(data_dir, out, models=models, targets=targets, n_threads=n_threads,
                          overwrite=overwrite, progress=progress, client=client, registry=registry,
@@ -255,7 +264,8 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     tables = analysis_stage.run_analysis(data_dir, out, work, targets, registry, progress=progress)
     if rsa:
         tables.update(analysis_stage.run_rsa(data_dir, out, work, targets, registry, progress=progress,
-                                             n_threads=n_threads, client=client))
+                                             n_threads=n_threads, client=client, overwrite=overwrite,
+                                             corrected=rsa_corrected))
     if figures:
         analysis_stage.draw_figures(out, tables, registry)
     tables["regression_units"] = reg

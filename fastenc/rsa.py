@@ -397,7 +397,7 @@ def prepare_participants(participants, splits=None, categories=None, noise_ceili
 
 
 def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceiling=True,
-                  corrected=False):
+                  corrected=None):
     """The study's cross-validated RSA best-layer score for one model (METHOD §6).
 
     Parameters
@@ -417,9 +417,10 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
         Without it the sounds are used in the order given.
     noise_ceiling : bool
         Also compute the leave-one-participant-out noise ceiling (needs >= 2 participants).
-    corrected : bool
+    corrected : bool, optional
         False (default) reproduces the study: the ceiling uses Pearson while model scores
-        use Spearman. True uses Spearman for the ceiling too.
+        use Spearman. True uses Spearman for the ceiling too. With prepared participants,
+        defaults to the setting they were prepared with.
 
     Returns
     -------
@@ -445,6 +446,8 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
     >>> res.best_layer.shape, res.test_corr.shape
     ((3, 2), (3, 2, 2))
     """
+    if corrected is None:
+        corrected = participants.corrected if isinstance(participants, PreparedRSMs) else False
     M = layers if isinstance(layers, PreparedRSMs) else prepare_layers(layers, splits, categories)
     if isinstance(participants, PreparedRSMs):
         Pp = participants

@@ -83,3 +83,21 @@ def test_second_run_reuses_everything(study):
     data, out, _ = study
     tables = run_all(data, out, progress=False, figures=False, rsa=False)
     assert (tables["regression_units"]["status"] == "skipped").all()
+
+
+def test_rsa_corrected_option(study):
+    data, out, tables = study
+    corr = run_all(data, out, progress=False, figures=False, rsa_corrected=True)
+    quirk = tables["rsa_across-models_NH2015"].set_index(["source_model", "randnetw", "roi"])
+    fixed = corr["rsa_across-models_NH2015"].set_index(["source_model", "randnetw", "roi"])
+    # same model scores; Spearman ceiling instead of Pearson; SEM over participants, not models
+    np.testing.assert_allclose(fixed["rsa_mean"], quirk.loc[fixed.index, "rsa_mean"])
+    assert not np.allclose(fixed["noise_ceiling"], quirk.loc[fixed.index, "noise_ceiling"])
+    assert (out / "rsa-corrected").is_dir()
+
+
+def test_component_model_comparisons(study):
+    _, out, _ = study
+    df = pd.read_csv(out / "model-comparisons_NH2015comp.csv")
+    assert set(df["component"]) == {"lowfreq", "highfreq", "envsounds", "pitch", "speech", "music"}
+    assert df["p_value"].between(0, 1).all()
