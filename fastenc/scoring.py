@@ -142,17 +142,8 @@ class LayerScores:
         r2_test_c (repeated data) and alpha; ``median_r2_test_c`` is clipped at 1 after the
         median.
         """
-        cols = {}
-        for name in SUMMARY_FIELDS:
-            A = getattr(self, name)
-            if A is None:
-                continue
-            with np.errstate(all="ignore"):
-                cols[f"mean_{name}"] = np.mean(A, axis=1)
-                med = np.median(A, axis=1)
-                cols[f"median_{name}"] = np.minimum(med, 1.0) if name == "r2_test_c" else med
-                cols[f"std_{name}"] = np.std(A, axis=1)
-        return pd.DataFrame(cols)
+        from .analysis import voxel_summary
+        return voxel_summary({k: getattr(self, k) for k in SUMMARY_FIELDS if getattr(self, k) is not None})
 
 
 def _check_splits(splits, n_stimuli):
