@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  python cli.py run-all                              # the embedded demo, end to end (~1-2 min)
+  python cli.py run-all                              # the embedded demo, end to end (~35 s)
   python cli.py run-all --data-dir /data/auditory_brain_dnn --out results
   python cli.py run-all --data-dir D --models FIG_2_5_MODEL_LIST --targets NH2015 B2021
   python cli.py run-all --data-dir D --cluster local:4          # Dask, 4 local worker processes
@@ -36,7 +36,7 @@ def _common(p):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="run the regression units on this Dask scheduler")
+                   help="run the regression and RSA units on this Dask scheduler")
     g.add_argument("--cluster", default=None, metavar="local:N",
                    help="start a local Dask cluster of N worker processes for this run")
 
