@@ -151,6 +151,18 @@ def _check_splits(splits, n_stimuli):
         if n_stimuli != 165:
             raise ValueError(f"default splits are the study's (165 stimuli); got {n_stimuli} stimuli: pass splits")
         return seed_splits()
+    if not isinstance(splits, np.ndarray) or splits.dtype != bool:
+        try:  # train indices per split (a list of index arrays, or a 2-D integer array)
+            idx = [np.asarray(t) for t in splits]
+            if idx and all(t.ndim == 1 and t.dtype.kind in "iu" for t in idx):
+                if any(t.size and (t.min() < 0 or t.max() >= n_stimuli) for t in idx):
+                    raise ValueError(f"split train indices out of range for {n_stimuli} stimuli")
+                S = np.zeros((len(idx), n_stimuli), dtype=bool)
+                for k, t in enumerate(idx):
+                    S[k, t] = True
+                splits = S
+        except TypeError:
+            pass
     S = np.asarray(splits)
     if S.dtype != bool or S.ndim != 2 or S.shape[1] != n_stimuli:
         raise ValueError(f"splits must be a boolean (n_splits, {n_stimuli}) train mask array, got "
@@ -174,8 +186,9 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
         (4 fits per voxel and split: mean response and each repetition);
         ``(stimuli, targets)``: plain responses (e.g. components), uncorrected scores.
         Or a :class:`Targets` from :func:`prepare_targets`, to reuse across layers.
-    splits : (n_splits, stimuli) bool, optional
-        Train masks; default the study's 10 splits (:func:`fastenc.seed_splits`).
+    splits : (n_splits, stimuli) bool, or a sequence of train index arrays, optional
+        Train masks (or train indices); default the study's 10 splits
+        (:func:`fastenc.seed_splits`).
     alphas : 1-D array, optional
         Alpha grid (default ``10**49 ... 10**-50``).
     n_threads : int, optional

@@ -146,3 +146,13 @@ def test_correlation_and_spearman_brown_kernels_match_scipy():
     assert out[1] == 0.182                                       # all NaN -> floor
     assert out[2] == 0.182                                       # negative -> floor
     assert out[3] == pytest.approx(naive.spearman_brown(-0.6))   # rho < -0.5: no guard (study)
+
+
+def test_splits_as_train_indices():
+    X, Y = _make(9, V=3)
+    masks = fastenc.seed_splits()[:3]
+    a = fastenc.score_layer(X, Y, splits=masks)
+    b = fastenc.score_layer(X, Y, splits=[np.flatnonzero(m) for m in masks])
+    np.testing.assert_array_equal(a.r2_test_c, b.r2_test_c)
+    with pytest.raises(ValueError, match="out of range"):
+        fastenc.score_layer(X, Y, splits=[np.array([0, 1, 500])])
