@@ -5,6 +5,7 @@ only reads the result store, calls them and writes tables (``<out>/*.csv``) and 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def run_analysis(data_dir, out, work, targets, registry, progress=True) -> dict:
             bar.update(1, note=f"{target} {model}")
         long = pd.DataFrame(scores)
         long.rename(columns={"model": "source_model"}).to_csv(out / f"subject-scores_{target}.csv", index=False)
-        summ = an.across_models_summary(long, spectemp=SPECTEMP if (long["model"] == SPECTEMP).any() else None)
+        summ = an.across_models_summary(long, spectemp=_baseline(long["model"]))
         summ = summ.rename(columns={"model": "source_model", "mean": "median_r2_test_c_mean",
                                     "sem": "median_r2_test_c_yerr"})
         # spectemp has no permuted version: its row in the permuted panel only anchors the SEM
@@ -73,6 +74,11 @@ def run_analysis(data_dir, out, work, targets, registry, progress=True) -> dict:
         cdf.to_csv(out / f"across-layers_{target}.csv", index=False)
         tables[f"across-layers_{target}"] = cdf
         if roi_tables:
+            present = set(pd.Series(roi).dropna())
+            empty = [r for r in an.ROI_ORDER if r not in present]
+            if empty:
+                warnings.warn(f"{target}: no voxel in ROI(s) {empty}; their best-layer columns are NaN",
+                              stacklevel=2)
             per_model = an.roi_model_table(roi_tables)
             per_model.to_csv(out / f"best-layer-roi_{target}.csv")
             tables[f"best-layer-roi_{target}"] = per_model
@@ -85,6 +91,12 @@ def run_analysis(data_dir, out, work, targets, registry, progress=True) -> dict:
             comp.to_csv(out / f"model-comparisons_{target}.csv", index=False)
             tables[f"model-comparisons_{target}"] = comp
     return tables
+
+
+def _baseline(models: pd.Series):
+    """``SPECTEMP`` when it is present beside other models (then drawn as the baseline band);
+    None when it is absent or alone (then it is an ordinary bar)."""
+    return SPECTEMP if (models == SPECTEMP).any() and (models != SPECTEMP).any() else None
 
 
 def _comparisons(long: pd.DataFrame) -> pd.DataFrame:
@@ -346,7 +358,7 @@ def draw_figures(out, tables, registry):
     for t in NEURAL:
         long = tables.get(f"subject-scores_{t}")
         if long is not None and len(long):
-            figures.plot_across_models(long, spectemp=SPECTEMP if (long["model"] == SPECTEMP).any() else None,
+            figures.plot_across_models(long, spectemp=_baseline(long["model"]),
                                        display_names=names, title=f"{t}: best layer on independent splits",
                                        path=fig_dir / f"across-models_{t}")
         roi = tables.get(f"best-layer-roi_{t}")
@@ -361,7 +373,7 @@ def draw_figures(out, tables, registry):
         rsa_t = tables.get(f"rsa_across-models_{t}")
         if rsa_t is not None and len(rsa_t):
             figures.plot_rsa_across_models(rsa_t, display_names=names, title=f"{t}: human–model RSA",
-                                           spectemp=SPECTEMP if (rsa_t["source_model"] == SPECTEMP).any() else None,
+                                           spectemp=_baseline(rsa_t["source_model"]),
                                            path=fig_dir / f"rsa_across-models_{t}")
         mats = tables.get(f"rsa_roi-matrices_{t}")
         if mats:

@@ -27,7 +27,7 @@ def _common(p):
                    help="model names or registry model sets (e.g. FIG_2_5_MODEL_LIST); "
                         "default: every registry model whose activations are present")
     p.add_argument("--targets", nargs="+", default=None, choices=["NH2015", "B2021", "NH2015comp"],
-                   help="target datasets (default: all three)")
+                   help="target datasets (default: those present under DATA/data/neural)")
     p.add_argument("--threads", type=int, default=None, help="Numba threads per process (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="recompute finished units instead of reusing them")
     p.add_argument("--manifest", type=Path, default=None,

@@ -141,6 +141,13 @@ def _check_incomplete_versions(data_dir, registry, names, present):
                     f"{', '.join(str(p) for p in missing[:3])}")
 
 
+def default_targets(data_dir) -> list:
+    """The target datasets whose folder exists under ``data/neural`` (all three when none does,
+    so that the loader's error names what is missing)."""
+    present = [t for t in TARGETS if (Path(data_dir) / "data" / "neural" / t).is_dir()]
+    return present or list(TARGETS)
+
+
 def plan_models(data_dir, registry, models=None):
     """(model, randnetw) versions to run: requested models that are present on disk.
 
@@ -173,7 +180,7 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
                    progress=True, client=None, registry=None, alphas=None):
     """Regression stage over all (target, model, version, layer) units. Returns a summary DataFrame."""
     registry = registry or load_registry(data_dir)
-    targets = list(targets or TARGETS)
+    targets = list(targets or default_targets(data_dir))
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise ValueError(f"unknown targets {unknown}; choose from {list(TARGETS)}")
@@ -218,7 +225,8 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         Model names or registry model sets (e.g. ``"FIG_2_5_MODEL_LIST"``); default every
         registry model whose activations are present.
     targets : list of str, optional
-        Any of ``NH2015``, ``B2021``, ``NH2015comp`` (default all).
+        Any of ``NH2015``, ``B2021``, ``NH2015comp`` (default: those present under
+        ``data/neural``).
     n_threads : int, optional
         Numba threads (default all cores).
     overwrite : bool
@@ -256,7 +264,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     registry = load_registry(data_dir, manifest=manifest)
-    targets = list(targets or TARGETS)
+    targets = list(targets or default_targets(data_dir))
     reg = run_regression(data_dir, out, models=models, targets=targets, n_threads=n_threads,
                          overwrite=overwrite, progress=progress, client=client, registry=registry,
                          alphas=alphas)

@@ -101,3 +101,15 @@ def test_component_model_comparisons(study):
     df = pd.read_csv(out / "model-comparisons_NH2015comp.csv")
     assert set(df["component"]) == {"lowfreq", "highfreq", "envsounds", "pitch", "speech", "music"}
     assert df["p_value"].between(0, 1).all()
+
+
+def test_missing_target_folder_and_single_model(tmp_path):
+    import shutil
+    root = make_demo(tmp_path / "demo")
+    shutil.rmtree(root / "data" / "neural" / "B2021")
+    tables = run_all(root, tmp_path / "out", models=["spectemp"], progress=False, figures=False)
+    assert "across-models_B2021" not in tables  # default targets: those present
+    df = tables["across-models_NH2015"]
+    assert df["source_model"].tolist() == ["spectemp"] and df["median_r2_test_c_mean"].iloc[0] > 0
+    with pytest.raises(FileNotFoundError, match="B2021"):
+        run_all(root, tmp_path / "out", models=["spectemp"], targets=["B2021"], progress=False)
