@@ -151,7 +151,9 @@ def test_empty_roi_is_documented_behaviour(case):
     df.to_pickle(p)
     with pytest.raises(ValueError, match="ROI 'Primary' is empty for target 'NH2015'"):
         load_neural(data, "NH2015", roi="Primary")
-    tables = pipeline.run_all(data, out, models=["DemoCNN"], targets=["NH2015"], progress=False, figures=False)
+    with pytest.warns(UserWarning, match=r"no voxel in ROI\(s\) \['Primary'\]"):
+        tables = pipeline.run_all(data, out, models=["DemoCNN"], targets=["NH2015"], progress=False,
+                                  figures=False)
     roi = tables["best-layer-roi_NH2015"]
     assert roi["Primary"].isna().all() and roi[["Lateral", "Anterior", "Posterior"]].notna().all().all()
     assert "Primary" not in set(tables["rsa_across-models_NH2015"]["roi"])
