@@ -15,8 +15,8 @@ Conventions
   fastenc does the same: a NaN split value makes that voxel's median NaN; a NaN among a
   voxel's selection values (the values compared across layers) makes its best layer undefined
   (reported as ``-1``) and its score NaN; a NaN voxel score makes its participant's median NaN.
-  The regression stage's ``r2_test_c`` is NaN-free by contract, so this only matters for
-  user-supplied inputs. Clipping at 1 uses ``np.minimum`` (NaN stays NaN).
+  The regression stage's ``r2_test_c`` is NaN-free, except for voxels omitted with
+  ``score_layer(..., nan_policy="omit")``, so this matters for those and user-supplied inputs. Clipping at 1 uses ``np.minimum`` (NaN stays NaN).
 
 Best layer on independent splits (the headline score)
 -----------------------------------------------------

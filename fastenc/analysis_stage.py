@@ -5,6 +5,7 @@ only reads the result store, calls them and writes tables (``<out>/*.csv``) and 
 """
 from __future__ import annotations
 
+import uuid
 import warnings
 from pathlib import Path
 
@@ -133,7 +134,8 @@ def _components(store, out, target, work, registry, bar) -> dict:
                          "median_r2_test_mean": score,
                          # no participants: spread over the 10 independent-split iterations
                          "median_r2_test_yerr": sd / np.sqrt(max(n_it - 1, 1)),
-                         "best_layer": layers[int(df.loc[comp, "best_layer_mode"])]})
+                         "best_layer": (layers[int(df.loc[comp, "best_layer_mode"])]
+                                        if df.loc[comp, "best_layer_mode"] >= 0 else None)})
         bar.update(1, note=f"{target} {model}")
     cdf = pd.DataFrame(rows)
     cdf.to_csv(Path(out) / f"across-models_{target}.csv", index=False)
@@ -225,7 +227,7 @@ def rsa_model(data_dir, out, model, randnetw, targets, participants, categories,
         df = pd.DataFrame(recs)
         cache = Path(cache_root or out / "rsa") / t / f"{tag}.csv"
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         df.to_csv(tmp, index=False)
         os.replace(tmp, cache)
         dfs[t] = df
@@ -274,10 +276,12 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
         else:
             todo.append((model, randnetw))
     if client is None:
-        for model, randnetw in todo:
-            rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry,
-                      cache_root=cache_root)
-            bar.update(1, note=model)
+        from .ridge import thread_limits
+        with thread_limits(n_threads):
+            for model, randnetw in todo:
+                rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry,
+                          cache_root=cache_root)
+                bar.update(1, note=model)
     else:
         from .distributed import run_rsa_dask
         run_rsa_dask(client, data_dir, out, todo, targets, participants, categories, registry,

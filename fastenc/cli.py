@@ -85,6 +85,7 @@ def main(argv=None) -> int:
                 if data_dir is None:
                     from .datasets import make_demo
                     data_dir = make_demo(pipeline.default_demo_dir())
+                data_dir = pipeline.check_data_root(data_dir)
                 from .registry import load_registry
                 df = pipeline.run_regression(data_dir, args.out, models=args.models, targets=args.targets,
                                              n_threads=args.threads, overwrite=args.overwrite,

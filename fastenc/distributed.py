@@ -9,7 +9,7 @@ Design
   runs on a worker, reads the activations from the shared ``data_dir`` once, scores every layer
   against every target dataset and writes each unit atomically to the shared ``out`` folder
   (:class:`fastenc.store.ResultStore`). Finished units are skipped, so a retried task, a
-  resubmitted task or a second driver only redo what is missing.
+  resubmitted task or a restarted driver only redo what is missing.
 - The large inputs shared by every task (the prepared :class:`~fastenc.pipeline.TargetBundle` s —
   B2021 is ~140 MB on the real data — the splits, the alpha grid and the registry) are sent once
   per worker with ``client.scatter(..., broadcast=True)``; tasks only carry a reference.

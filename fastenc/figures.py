@@ -198,7 +198,7 @@ def plot_components(scores: pd.DataFrame, errors: pd.DataFrame | None = None,
 
     ``scores``: DataFrame, rows = models, columns = components (e.g. the ``score`` column of
     :func:`fastenc.analysis.components_independent_splits` per model). ``errors`` (same shape,
-    optional) are drawn as error bars (e.g. the SD over the 10 iterations). The ``spectemp``
+    optional) are drawn as error bars (run-all: the SD over the 10 iterations / √9). The ``spectemp``
     row, if present, is drawn as a horizontal band rather than a bar.
     """
     if scores.empty:

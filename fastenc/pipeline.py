@@ -74,7 +74,9 @@ def regress_model(data_dir, out, model, randnetw, bundles, registry: Registry, s
     """Score every layer of one model version against every target; skip finished units.
 
     Returns a list of ``(target, layer, status)`` with status ``"done"`` or ``"skipped"``.
-    Safe to run twice at once or to retry after a crash: each unit is written atomically.
+    Safe to retry after a crash: each unit is written atomically under a unique temporary name.
+    (Do not run two drivers on one output folder at once: each starts by removing leftover
+    temporary files.)
     """
     store = ResultStore(out)
     spec = registry.spec(model)
@@ -139,6 +141,14 @@ def _check_incomplete_versions(data_dir, registry, names, present):
                     f"activations of model {m!r}{' (randnetw)' if randnetw else ''} are incomplete: "
                     f"{len(missing)} of {len(stim_ids)} per-sound file(s) missing, e.g. "
                     f"{', '.join(str(p) for p in missing[:3])}")
+
+
+def check_data_root(data_dir) -> Path:
+    """``data_dir`` as a Path, or a clear error if it does not hold ``data/`` and ``model_actv/``."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "data").is_dir() or not (data_dir / "model_actv").is_dir():
+        raise FileNotFoundError(f"{data_dir} is not a data root: it needs data/ and model_actv/ (see README)")
+    return data_dir
 
 
 def default_targets(data_dir) -> list:
@@ -258,9 +268,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     if data_dir is None:
         from .datasets import make_demo
         data_dir = make_demo(default_demo_dir())
-    data_dir = Path(data_dir)
-    if not (data_dir / "data").is_dir() or not (data_dir / "model_actv").is_dir():
-        raise FileNotFoundError(f"{data_dir} is not a data root: it needs data/ and model_actv/ (see README)")
+    data_dir = check_data_root(data_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     registry = load_registry(data_dir, manifest=manifest)

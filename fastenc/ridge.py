@@ -263,7 +263,7 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
     block : int
         Targets per kernel block (fixed: results do not depend on thread count).
     chunk : int, optional
-        Targets per kernel call (a multiple of ``block``), to bound memory.
+        Targets per kernel call (a multiple of ``block``); results do not change.
     per : int
         1, or the size of row groups ``[mean, rep_1, ...]`` whose first row is the mean of
         the others (their LOO residuals are then derived, not recomputed).
@@ -376,7 +376,10 @@ def ridge_cv(X, Y, alphas=None, n_threads=None, block=DEFAULT_BLOCK, max_memory_
     block : int
         Targets per kernel block.
     max_memory_mb : float, optional
-        Cap on the working memory of target chunks.
+        Targets handled per kernel call, expressed as a memory budget for their rows of
+        ``Y`` and the outputs (a convenience for very many targets; results do not change).
+        Memory is O(samples x targets) for the inputs and outputs whatever this is; the
+        working memory of the kernel is one ``block`` of targets per thread.
 
     Returns
     -------

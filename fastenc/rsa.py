@@ -453,7 +453,7 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
         Pp = participants
         if noise_ceiling and Pp.noise_ceiling_splits is None:
             raise ValueError("participants were prepared without a noise ceiling (noise_ceiling=False)")
-        if Pp.noise_ceiling_splits is not None and bool(corrected) != Pp.corrected:
+        if noise_ceiling and Pp.noise_ceiling_splits is not None and bool(corrected) != Pp.corrected:
             raise ValueError("participants were prepared with another `corrected` setting")
     else:
         Pp = prepare_participants(participants, splits, categories, noise_ceiling, corrected)
@@ -734,7 +734,9 @@ def permutation_test_many(models, b, n_permutations=10000, method="spearman", se
         raise ValueError("models is empty")
     obs, p, null, perms, exact = _perm_core(models, b, n_permutations, method, seed, permutations)
     N = null.shape[0]
-    mx = null.max(axis=1)
+    defined = ~np.isnan(obs)
+    # max over the matrices with a defined statistic (a constant matrix's column is all NaN)
+    mx = null[:, defined].max(axis=1) if defined.any() else np.full(N, np.nan)
     kc = np.array([_count_ge(mx, o) for o in obs], dtype=np.float64)
     pc = kc / N if exact else (kc + 1) / (N + 1)
     pc = np.where(np.isnan(obs), np.nan, pc)

@@ -223,8 +223,6 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
     alphas = check_alphas(alphas)
     X0 = X.astype(np.float64, copy=True)
     X0 -= X0.mean(axis=0)  # any column offset; per-split train centring is exact in split_factors
-    G = X0 @ X0.T
-    del X0
 
     R = targets.n_reps
     per = R + 1 if R else 1
@@ -239,6 +237,8 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
     rvh = np.zeros(shape) if R else None
 
     with thread_limits(n_threads):
+        G = X0 @ X0.T  # single-threaded BLAS here too: results independent of the thread count
+        del X0
         for s in range(n_splits):
             train = np.flatnonzero(S[s]).astype(np.int64)
             test = np.flatnonzero(~S[s]).astype(np.int64)

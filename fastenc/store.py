@@ -4,14 +4,16 @@ A unit is (target dataset, model, trained/permuted, layer). Its file
 ``<out>/regression/<target>/<model>[_randnetw]/<layer>.h5`` holds the (targets x splits)
 arrays of :class:`fastenc.LayerScores` and the per-target summary (METHOD §5). A file is
 written under a temporary name and renamed into place only when complete, so a killed run
-never leaves a file that reads as finished; its fingerprint (data, splits, alphas, fastenc
-version) is checked on reading so results of other data are never mixed in.
+never leaves a file that reads as finished; its fingerprint and identity (model, layer,
+version, file format) are checked on reading so results of other data are never mixed in. The fingerprint covers the neural data, splits and alpha grid, not the model
+activations: after re-extracting activations, use a new output folder or ``overwrite``.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import uuid
 from pathlib import Path
 
 import h5py
@@ -73,10 +75,16 @@ class ResultStore:
             with h5py.File(p, "r") as f:
                 fp = f.attrs.get("fingerprint")
                 complete = bool(f.attrs.get("complete", False))
+                same_unit = (f.attrs.get("model") == model and f.attrs.get("layer") == layer
+                             and bool(f.attrs.get("randnetw")) == bool(randnetw)
+                             and f.attrs.get("format_version") == FORMAT_VERSION)
         except OSError:
             return False  # unreadable (e.g. disk full during a rename): redo it
         if not complete:
             return False
+        if not same_unit:
+            raise ValueError(f"{p} holds another unit (model {model!r}, layer {layer!r} map to the same "
+                             "file name, or the file is of another fastenc format); use another output folder")
         if fp != data_fingerprint:
             raise ValueError(f"{p} holds results computed from different data, splits or alphas "
                              f"(fingerprint {fp}, now {data_fingerprint}); use another output folder "
@@ -88,7 +96,7 @@ class ResultStore:
         """Write one unit atomically (temporary file in the same folder, then rename)."""
         p = self.path(target, model, randnetw, layer)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             with h5py.File(tmp, "w") as f:
                 for k, v in arrays.items():
@@ -110,7 +118,7 @@ class ResultStore:
         return p
 
     def read(self, target, model, randnetw, layer, names=None) -> dict:
-        """Arrays of one unit (all, or only ``names``), plus ``summary`` as a DataFrame."""
+        """Arrays of one unit: all of them plus ``summary`` (a DataFrame), or only ``names``."""
         p = self.path(target, model, randnetw, layer)
         if not p.exists():
             raise FileNotFoundError(f"no regression result for {target}/{model}"
@@ -118,7 +126,8 @@ class ResultStore:
         with h5py.File(p, "r") as f:
             keys = [k for k in f.keys() if k not in ("summary", "target_names")]
             out = {k: f[k][()] for k in (names or keys)}
-            out["summary"] = pd.DataFrame({c: f["summary"][c][()] for c in f["summary"].keys()})
+            if names is None:
+                out["summary"] = pd.DataFrame({c: f["summary"][c][()] for c in f["summary"].keys()})
         return out
 
     def cleanup_partial(self) -> int:

@@ -378,3 +378,14 @@ def test_prepared_inputs_give_identical_results():
         np.testing.assert_array_equal(getattr(prep, k), getattr(raw, k))
     with pytest.raises(ValueError, match="different"):
         rsa.cv_best_layer(M, rsa.prepare_participants(parts))  # not category-reordered
+
+
+def test_max_statistic_ignores_constant_matrices():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(10, 30))
+    brain = rsa.similarity_matrix(X)
+    model = rsa.similarity_matrix(X + 3.0 * rng.normal(size=X.shape))
+    alone = rsa.permutation_test_many([model], brain, n_permutations=999, seed=0)
+    with_const = rsa.permutation_test_many([model, np.ones((10, 10))], brain, n_permutations=999, seed=0)
+    assert with_const.pvalue_corrected[0] == alone.pvalue_corrected[0]
+    assert np.isnan(with_const.pvalue_corrected[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["pearson_rows", "spearman_brown", "corrected_reliability"]
+__all__ = ["pearson_rows", "spearman_brown", "corrected_reliability", "train_reliability", "split_scores"]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
