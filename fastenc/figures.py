@@ -52,10 +52,9 @@ def _name(model, display_names):
     return str(model)
 
 
-def _spectemp_band(ax, mean, sem, label, horizontal=True):
-    if horizontal:
-        ax.axhspan(mean - sem, mean + sem, color=SPECTEMP_COLOR, alpha=0.18, lw=0, zorder=0)
-        ax.axhline(mean, color=SPECTEMP_COLOR, lw=1.5, ls="--", zorder=1, label=label)
+def _spectemp_band(ax, mean, sem, label):
+    ax.axhspan(mean - sem, mean + sem, color=SPECTEMP_COLOR, alpha=0.18, lw=0, zorder=0)
+    ax.axhline(mean, color=SPECTEMP_COLOR, lw=1.5, ls="--", zorder=1, label=label)
 
 
 # --------------------------------------------------------------------------------------

@@ -525,8 +525,8 @@ class ModelActivations:
                                     f"file(s) missing, e.g. {shown}")
         self._assembled: dict[str, np.ndarray] | None = None
         if spec.storage == "h5":
-            with self._open_h5() as fh:
-                self.file_layers = list(fh.keys())
+            with self._open_h5():
+                pass  # open once now: a truncated or corrupt file fails here, naming the model
 
     # -- public ------------------------------------------------------------------------------
     @property

@@ -65,7 +65,6 @@ class SplitFactors:
     """Eigen-factors of one split's centred train Gram (see ``fastenc._core.ridge``)."""
 
     Q: np.ndarray      # (n, m) eigenvectors, orthogonal to the constant vector
-    Qt: np.ndarray     # (m, n)
     lam: np.ndarray    # (m,) eigenvalues, 0 on the numerical null space
     Pt: np.ndarray | None  # (m, n_test): (X_test_c Xc^T Q)^T
 
@@ -100,7 +99,7 @@ def split_factors(G_train: np.ndarray, G_test_train: np.ndarray | None = None) -
     if G_test_train is not None:
         A = G_test_train - G_train.mean(axis=0)[None, :]
         Pt = np.ascontiguousarray((A @ Q).T)
-    return SplitFactors(Q=Q, Qt=np.ascontiguousarray(Q.T), lam=lam, Pt=Pt)
+    return SplitFactors(Q=Q, lam=lam, Pt=Pt)
 
 
 # Above 2**30 * lam_max the excess LOO error is c/alpha * (1 + O(lam_max/alpha)): monotone
@@ -417,7 +416,7 @@ def ridge_cv(X, Y, alphas=None, n_threads=None, block=DEFAULT_BLOCK, max_memory_
         chunk = int(max_memory_mb * 2**20 / (8 * (2 * n + 8)))
     with thread_limits(n_threads):
         idx, sse, dual_t, ybar = run_loo_ridge(Yt, np.arange(n, dtype=np.int64), f, alphas,
-                                               Pt=f.Qt, add_intercept=False, block=block, chunk=chunk)
+                                               Pt=np.ascontiguousarray(f.Q.T), add_intercept=False, block=block, chunk=chunk)
     return RidgeCVResult(alpha_=alphas[idx] if not squeeze else alphas[idx][0],
                          alpha_index_=idx if not squeeze else idx[0],
                          loo_mse_=sse / n if not squeeze else sse[0] / n,
