@@ -243,7 +243,9 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
             train = np.flatnonzero(S[s]).astype(np.int64)
             test = np.flatnonzero(~S[s]).astype(np.int64)
             f = split_factors(G[np.ix_(train, train)], G[np.ix_(test, train)])
-            idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block, per=per)
+            # correlate the centred prediction (the fitted part): adding the train mean first
+            # would erase it in floating point when alpha is far above the spectrum
+            idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block, per=per, add_intercept=False)
             r = np.empty(V)
             split_scores(pred, Yt, test, V, per, R, rv_hat_floor, r, rvh[:, s] if R else r)
             constant[:, s] = np.isnan(r)

@@ -156,3 +156,53 @@ def test_splits_as_train_indices():
     np.testing.assert_array_equal(a.r2_test_c, b.r2_test_c)
     with pytest.raises(ValueError, match="out of range"):
         fastenc.score_layer(X, Y, splits=[np.array([0, 1, 500])])
+
+
+def _noise_case(seed=11, p=300, V=12):
+    """Weak-signal voxels: many of their fits choose an alpha at the top of the grid."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((165, p)) + 3.0
+    w = rng.standard_normal((p, V)) * np.linspace(0, 0.02, V)
+    Y = (X @ w)[:, :, None] + rng.standard_normal((165, V, 3)) + 100.0  # large intercept
+    return X, Y
+
+
+@pytest.mark.parametrize("alpha", [1e49, 1e30, 1e20])
+def test_top_of_grid_matches_solve_ridge(alpha):
+    """At alphas far above the spectrum the centred prediction is ~1e-43 of the intercept at
+    1e49: its correlation must still be the exact one (a plain solve, centred prediction)."""
+    X, Y = _noise_case()
+    s = fastenc.score_layer(X, Y, alphas=[alpha])
+    for split in range(2):
+        train, test = naive.study_splits()[split]
+        Y4 = np.concatenate([Y.mean(2)[:, :, None], Y], axis=2)
+        for v in range(Y.shape[1]):
+            pred = naive.ridge_solve_centred_prediction(X[train], Y4[train, v, :], X[test], alpha)
+            r = naive.pearson(pred[:, 0], Y4[test, v, 0])
+            assert s.r_prior_zero[v, split] == pytest.approx(r, abs=1e-9), v
+            pairs = [np.corrcoef(pred[:, 1 + a], pred[:, 1 + b])[0, 1] for a, b in ((0, 1), (1, 2), (0, 2))]
+            rvh = max(naive.spearman_brown(np.median(pairs)), RV_HAT_FLOOR)
+            assert s.rv_hat[v, split] == pytest.approx(rvh, abs=1e-9), v
+    # the exact value is a real correlation, not 0: the intercept must not have erased it
+    assert np.mean(s.r_prior_zero != 0) > 0.9
+
+
+def test_top_of_grid_choice_gives_the_analytic_limit():
+    """Targets whose brute-force LOO minimum is at the top of the grid: their test r is
+    corr(Xc_test Xc_train^T yc, y_test), the same for every alpha of that run."""
+    X, Y = _noise_case(seed=12, V=30)
+    Ym = Y.mean(2)
+    s = fastenc.score_layer(X, Y)
+    train, test = naive.study_splits()[0]
+    idx, _, _ = naive.brute_force_fit_predict(X[train], Ym[train], X[test], centred=True)
+    lam_max = np.linalg.eigvalsh(np.cov(X[train], bias=True) * len(train)).max()
+    top = np.flatnonzero(naive.STUDY_ALPHAS[idx] > 1e6 * lam_max)
+    assert top.size >= 5, "the case should have targets whose LOO minimum is at the top of the grid"
+    limit = naive.top_of_grid_limit(X[train], Ym[train], X[test])
+    rs = []
+    for v in top:
+        r = naive.pearson(limit[:, v], Ym[test, v])
+        rs.append(r)
+        assert s.r_prior_zero[v, 0] == pytest.approx(r, abs=1e-9), v
+        assert s.r_test[v, 0] == pytest.approx(max(r, 0.0), abs=1e-9), v
+    assert np.max(np.abs(rs)) > 0.05  # real correlations, not zeros
