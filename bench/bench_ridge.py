@@ -288,12 +288,11 @@ def test_peak_memory(benchmark, layer, recorder, tmp_path_factory):
 # ---------------------------------------------------------------------------------------
 @pytest.mark.guard
 def test_guard_numpy_matches_fastenc(benchmark, layer, study_masks, recorder):
-    """The numpy peer (d) and fastenc give the same test r on well-posed fits (~1e-8).
+    """The numpy peer (d) and fastenc give the same test r and r2_c on every fit (~1e-8).
 
-    Compared where the chosen alpha is resolved in float64 (alpha <= 1e6 * lam_max for both
-    methods). Above that, the LOO curve of a pure-noise target is flat to rounding: the
-    plain-sse peer picks an arbitrary alpha there (fastenc resolves it exactly), and the
-    test r of such a fit, intercept plus rounding-level ridge part, is not meaningful.
+    Both correlate the centred prediction, so fits whose alpha is far above the spectrum
+    (where the peer's plain ``sse`` comparison picks an arbitrary alpha of the flat run) agree
+    too: their test r is corr(Xc_test Xc^T yc, y_test) for every alpha of that run.
     """
     case, X, Y = layer
     if case != "nh2015":
@@ -307,25 +306,19 @@ def test_guard_numpy_matches_fastenc(benchmark, layer, study_masks, recorder):
                 peers.numpy_score_layer(X, Ys, n_splits=CONFIG.splits))
 
     fe, pe = benchmark.pedantic(both, rounds=1, iterations=1, warmup_rounds=0)
-    lim = 1e6 * pe["lam_max"][None, :]
-    a_all = peers.STUDY_ALPHAS[pe["alpha_index_all"]]             # (V, 4, splits)
-    mask_r = (fe.alpha <= lim) & (a_all[:, 0, :] <= lim)
-    mask_c = mask_r & np.all(a_all <= lim[:, None, :], axis=1)
+    top = fe.alpha > 1e6 * pe["lam_max"][None, :]                  # fits at the flat top
     dr = np.abs(fe.r_prior_zero - pe["r_prior_zero"])
     dc = np.abs(fe.r2_test_c - pe["r2_test_c"]) / np.maximum(1.0, np.abs(fe.r2_test_c))
-    same_alpha = float(np.mean(fe.alpha_index[mask_r] == pe["alpha_index"][mask_r]))
-    g = dict(voxels=G, splits=CONFIG.splits, fits_compared=int(mask_r.sum()),
-             fits_compared_frac=round(float(mask_r.mean()), 3),
-             max_abs_diff_r=float(dr[mask_r].max()) if mask_r.any() else None,
-             max_rel_diff_r2c=float(dc[mask_c].max()) if mask_c.any() else None,
-             same_alpha_frac=round(same_alpha, 4),
-             flat_top_fits=int((~mask_r).sum()),
-             flat_top_max_abs_diff_r=float(dr[~mask_r].max()) if (~mask_r).any() else None)
+    g = dict(voxels=G, splits=CONFIG.splits, fits_compared=int(dr.size),
+             max_abs_diff_r=float(dr.max()), max_rel_diff_r2c=float(dc.max()),
+             same_alpha_frac=round(float(np.mean(fe.alpha_index == pe["alpha_index"])), 4),
+             flat_top_fits=int(top.sum()),
+             flat_top_max_abs_diff_r=float(dr[top].max()) if top.any() else None,
+             flat_top_max_abs_r=float(np.abs(fe.r_prior_zero[top]).max()) if top.any() else None)
     recorder.guard[case] = g
     benchmark.extra_info.update(g)
-    assert mask_r.mean() > 0.5, g
     assert g["max_abs_diff_r"] <= 1e-8, g
-    assert g["max_rel_diff_r2c"] is None or g["max_rel_diff_r2c"] <= 1e-8, g
+    assert g["max_rel_diff_r2c"] <= 1e-8, g
     # the splits written out independently in peers.py are the study's
     assert all(np.array_equal(np.flatnonzero(study_masks[s]), tr)
                for s, (tr, _) in enumerate(peers.study_splits(CONFIG.splits)))

@@ -167,7 +167,7 @@ def numpy_loo_split(X, Y, train, test, alphas=STUDY_ALPHAS, chunk=8192, return_l
             best[better] = sse[better]
             bidx[better] = a_i
         inv = np.where(lam[:, None] > 0, 1.0 / (lam[:, None] + alphas[bidx][None, :]), 0.0)
-        pred[:, c0:c1] = P @ (inv * Z) + ybar
+        pred[:, c0:c1] = P @ (inv * Z)          # centred prediction (the fitted part)
         best_idx[c0:c1] = bidx
     if return_lam_max:
         return best_idx, pred, float(lam.max())
@@ -200,11 +200,12 @@ def numpy_score_layer(X, Y, n_splits=10, alphas=STUDY_ALPHAS, chunk=8192):
     r2_test_c, alpha, alpha_index, rv, rv_hat), plus ``alpha_index_all`` (voxels, 4, splits:
     the chosen alpha of the mean and of each repetition fit) and ``lam_max`` (splits,).
 
-    Known limit (by design, this is the obvious implementation): where the LOO curve is
-    flat to rounding at the top of the grid (pure-noise targets, alpha >> lam_max), the
-    plain ``sse`` comparison picks an arbitrary alpha of the flat run (often 1e20 or so
-    instead of 1e49). The prediction is then the intercept plus rounding-level noise and
-    its test r is not meaningful; fastenc resolves that run exactly (excess form).
+    Where the LOO curve is flat to rounding at the top of the grid (pure-noise targets,
+    alpha >> lam_max), the plain ``sse`` comparison picks an arbitrary alpha of the flat run
+    (often 1e20 or so instead of 1e49). The test r does not depend on that choice: the
+    centred prediction is ``Xc_test Xc^T yc / alpha`` to first order for every alpha of that
+    run, so its correlation is the same to rounding (METHOD §3: correlate the centred
+    prediction, never the intercept plus a vanishing fitted part).
     """
     V, R = Y.shape[1], Y.shape[2]
     Y4 = stack_targets(Y)
