@@ -3,6 +3,7 @@
 Main entry points:
 
 - :func:`ridge_cv` — ridge regression with per-target alpha chosen by exact leave-one-out.
+- :class:`RidgeLOOCV` — the same as a scikit-learn estimator (needs scikit-learn).
 - :func:`score_layer` — a layer's cross-validated (noise-corrected) scores on the study's splits.
 - :func:`seed_splits` — the study's 10 train/test splits of the 165 sounds.
 - :func:`run_all` — the whole study (regression, analysis, RSA, figures) on a data root.
@@ -17,5 +18,18 @@ from .pipeline import run_all
 from . import analysis, datasets, rsa
 
 
+def __getattr__(name):
+    # RidgeLOOCV needs scikit-learn (optional): imported on first access only.
+    if name == "RidgeLOOCV":
+        try:
+            from .estimator import RidgeLOOCV
+        except ModuleNotFoundError as e:
+            if e.name is None or e.name.split(".")[0] != "sklearn":
+                raise
+            raise ImportError("fastenc.RidgeLOOCV requires scikit-learn: pip install scikit-learn") from e
+        return RidgeLOOCV
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["ridge_cv", "RidgeCVResult", "study_alphas", "score_layer", "LayerScores",
-           "prepare_targets", "seed_splits", "run_all", "analysis", "datasets", "rsa", "__version__"]
+           "prepare_targets", "seed_splits", "run_all", "RidgeLOOCV", "analysis", "datasets", "rsa", "__version__"]
