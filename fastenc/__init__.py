@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 from .ridge import RidgeCVResult, ridge_cv, study_alphas
 from .scoring import LayerScores, prepare_targets, score_layer
-from .splits import seed_splits
+from .splits import group_splits, kfold_splits, seed_splits, shuffle_splits
 from .pipeline import run_all
 from . import analysis, datasets, rsa
 
@@ -32,4 +32,4 @@ def __getattr__(name):
 
 
 __all__ = ["ridge_cv", "RidgeCVResult", "study_alphas", "score_layer", "LayerScores",
-           "prepare_targets", "seed_splits", "run_all", "RidgeLOOCV", "analysis", "datasets", "rsa", "__version__"]
+           "prepare_targets", "seed_splits", "kfold_splits", "shuffle_splits", "group_splits", "run_all", "RidgeLOOCV", "analysis", "datasets", "rsa", "__version__"]

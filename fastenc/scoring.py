@@ -17,12 +17,42 @@ from ._core.stats import split_scores, train_reliability
 from .ridge import DEFAULT_BLOCK, as_2d_float, check_alphas, run_loo_ridge, split_factors, thread_limits
 from .splits import seed_splits
 
-__all__ = ["score_layer", "LayerScores", "prepare_targets", "Targets", "RV_FLOOR", "RV_HAT_FLOOR"]
+__all__ = ["score_layer", "LayerScores", "prepare_targets", "Targets", "RV_FLOOR", "RV_HAT_FLOOR",
+           "critical_r", "MAX_TRAIN"]
 
 #: Floor of the Spearman–Brown-corrected train-data reliability (one-tailed p < .05, n = 83).
 RV_FLOOR = 0.182
 #: Floor of the corrected reliability of the test predictions (one-tailed p < .05, n = 82).
 RV_HAT_FLOOR = 0.183
+#: Largest train set of the sample-space engine: its memory grows as n_train**2 per alpha group.
+MAX_TRAIN = 4096
+
+
+def critical_r(n: int, p: float = 0.05) -> float:
+    """One-tailed critical Pearson r for ``n`` pairs: ``t / sqrt(n - 2 + t**2)``, ``t`` the
+    ``1 - p`` quantile of Student's t with ``n - 2`` degrees of freedom.
+
+    The study's floors 0.182 and 0.183 are this for n = 83 and 82, rounded to 3 decimals.
+
+    Examples
+    --------
+    >>> round(critical_r(83), 3), round(critical_r(82), 3)
+    (0.182, 0.183)
+    """
+    from scipy.stats import t as student_t
+    if n < 3:
+        raise ValueError(f"a critical r needs n >= 3 pairs, got {n}")
+    tq = float(student_t.ppf(1.0 - p, n - 2))
+    return tq / np.sqrt(n - 2 + tq * tq)
+
+
+def _floors(n_train, n_test, rv_floor, rv_hat_floor):
+    """Reliability floors of one split: given values, or ``None`` → the study's rounded
+    constants for its 83/82 split sizes and the exact critical r for any other sizes."""
+    study = (n_train, n_test) == (83, 82)
+    f = rv_floor if rv_floor is not None else (RV_FLOOR if study else critical_r(n_train))
+    fh = rv_hat_floor if rv_hat_floor is not None else (RV_HAT_FLOOR if study else critical_r(n_test))
+    return float(f), float(fh)
 
 SUMMARY_FIELDS = ("r_test", "r2_test", "r2_test_c", "alpha")
 
@@ -74,6 +104,9 @@ def prepare_targets(Y, nan_policy="raise") -> Targets:
     nan_policy : {"raise", "omit"}
         ``"raise"``: NaN/inf anywhere is an error naming the first bad target.
         ``"omit"``: targets with any NaN/inf are not fitted; their scores are NaN.
+
+    With one repetition, ``(stimuli, targets, 1)`` is scored as plain targets: there is
+    nothing to estimate the noise from, so no noise correction (``r2_test_c`` is None).
     """
     Y = np.asarray(Y)
     if Y.dtype.kind not in "fiu":
@@ -84,6 +117,8 @@ def prepare_targets(Y, nan_policy="raise") -> Targets:
         raise ValueError(f"Y must be (stimuli, targets) or (stimuli, voxels, repetitions), got shape {Y.shape}")
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
+    if Y.ndim == 3 and Y.shape[2] == 1:  # one repetition: plain targets, no noise correction
+        Y = Y[:, :, 0]
     finite = np.isfinite(Y)
     ok = finite.all(axis=(0, 2)) if Y.ndim == 3 else finite.all(axis=0)
     if not ok.all() and nan_policy == "raise":
@@ -93,8 +128,8 @@ def prepare_targets(Y, nan_policy="raise") -> Targets:
                          "pass nan_policy='omit' to score only complete ones")
     if Y.ndim == 3:
         n_reps = Y.shape[2]
-        if n_reps < 2:
-            raise ValueError(f"repeated data needs >= 2 repetitions on axis 2, got {n_reps}")
+        if n_reps < 1:
+            raise ValueError(f"repeated data needs >= 1 repetition on axis 2, got shape {Y.shape}")
         Yk = Y[:, ok, :].astype(np.float64)
         stacked = np.concatenate([Yk.mean(axis=2)[:, :, None], Yk], axis=2)  # (N, V, 1 + R)
         Yt = np.ascontiguousarray(stacked.reshape(Y.shape[0], -1).T)
@@ -112,11 +147,13 @@ class LayerScores:
     r_test : test Pearson r of the (mean-response) fit; negative and undefined r set to 0.
     r_prior_zero : the same r before negatives are set to 0 (0 where undefined).
     r2_test : ``r_test ** 2``.
-    r2_test_c : ``r2_test / (rv * rv_hat)``, not clipped (repeated data only, else None).
+    r2_test_c : ``r2_test / (rv * rv_hat)``, not clipped (repeated data with >= 2
+        repetitions only; None means no noise correction was possible).
     alpha, alpha_index : chosen alpha of the (mean-response) fit and its grid index.
     rv, rv_hat : Spearman–Brown-corrected reliabilities of the data (train sounds) and of
         the single-repetition predictions (test sounds), floored (repeated data only).
-    constant : True where the prediction or the test data was constant (r set to 0).
+    constant : True where the centred prediction or the test data was constant (r set to 0).
+    rv_floor, rv_hat_floor : (splits,) the floors used per split (see :func:`score_layer`).
     """
 
     r_test: np.ndarray
@@ -129,6 +166,13 @@ class LayerScores:
     rv: np.ndarray | None = None
     rv_hat: np.ndarray | None = None
     alphas: np.ndarray = field(default=None, repr=False)
+    rv_floor: np.ndarray | None = None
+    rv_hat_floor: np.ndarray | None = None
+
+    @property
+    def noise_corrected(self) -> bool:
+        """True when ``r2_test_c`` exists (repeated data with >= 2 repetitions)."""
+        return self.r2_test_c is not None
 
     def arrays(self) -> dict:
         """All (targets, splits) arrays by name (None entries omitted)."""
@@ -174,7 +218,7 @@ def _check_splits(splits, n_stimuli):
 
 
 def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="raise",
-                block=DEFAULT_BLOCK, rv_floor=RV_FLOOR, rv_hat_floor=RV_HAT_FLOOR) -> LayerScores:
+                block=DEFAULT_BLOCK, rv_floor=None, rv_hat_floor=None) -> LayerScores:
     """Cross-validated encoding scores of one layer on every split.
 
     Parameters
@@ -195,8 +239,11 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
         Numba threads; results do not depend on it.
     nan_policy : {"raise", "omit"}
         NaN in Y: error, or score only complete targets (NaN scores for the rest).
-    rv_floor, rv_hat_floor : float
-        Floors of the corrected reliabilities (the study's 0.182 and 0.183).
+    rv_floor, rv_hat_floor : float, optional
+        Floors of the corrected reliabilities of the data (train stimuli) and of the
+        predictions (test stimuli). Default: the one-tailed p < .05 critical Pearson r
+        (:func:`critical_r`) for the split's train and test sizes, which for the study's
+        83/82 splits are its rounded constants 0.182 and 0.183 (used as such).
 
     Returns
     -------
@@ -220,6 +267,11 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
         bad = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"X contains NaN or inf (first at stimulus {bad[0]}, unit {bad[1]})")
     S = _check_splits(splits, N)
+    n_train_max = int(S.sum(axis=1).max())
+    if n_train_max > MAX_TRAIN:
+        raise ValueError(f"a split has {n_train_max} train stimuli; the exact leave-one-out engine works in "
+                         f"the train-sample space and is limited to {MAX_TRAIN} (memory ~ n_train**2 per "
+                         "alpha): use fewer train stimuli per split, or select alpha by an inner k-fold loop")
     alphas = check_alphas(alphas)
     X0 = X.astype(np.float64, copy=True)
     X0 -= X0.mean(axis=0)  # any column offset; per-split train centring is exact in split_factors
@@ -235,6 +287,7 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
     a_idx = np.zeros(shape, dtype=np.int64)
     rv = np.zeros(shape) if R else None
     rvh = np.zeros(shape) if R else None
+    floors = np.array([_floors(int(m.sum()), int((~m).sum()), rv_floor, rv_hat_floor) for m in S])
 
     with thread_limits(n_threads):
         G = X0 @ X0.T  # single-threaded BLAS here too: results independent of the thread count
@@ -247,12 +300,12 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
             # would erase it in floating point when alpha is far above the spectrum
             idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block, per=per, add_intercept=False)
             r = np.empty(V)
-            split_scores(pred, Yt, test, V, per, R, rv_hat_floor, r, rvh[:, s] if R else r)
+            split_scores(pred, Yt, test, V, per, R, floors[s, 1], r, rvh[:, s] if R else r)
             constant[:, s] = np.isnan(r)
             r_raw[:, s] = np.nan_to_num(r, nan=0.0)
             a_idx[:, s] = idx[::per]
             if R:
-                rv[:, s] = targets.train_reliability(train, rv_floor)
+                rv[:, s] = targets.train_reliability(train, floors[s, 0])
 
     r_test = np.maximum(r_raw, 0.0)
     r2 = r_test ** 2
@@ -270,4 +323,5 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
                        r2_test=full(r2, np.nan), alpha=full(alphas[a_idx], np.nan),
                        alpha_index=full(a_idx, -1), constant=full(constant, False),
                        r2_test_c=full(r2c, np.nan), rv=full(rv, np.nan), rv_hat=full(rvh, np.nan),
-                       alphas=alphas)
+                       alphas=alphas, rv_floor=floors[:, 0] if R else None,
+                       rv_hat_floor=floors[:, 1] if R else None)

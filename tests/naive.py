@@ -127,23 +127,41 @@ def top_of_grid_limit(X_train, y_train, X_test):
     return (X_test - xm) @ ((X_train - xm).T @ (y_train - y_train.mean(0)))
 
 
-def score_voxel_split(X, Yrep, train, test, alphas=STUDY_ALPHAS):
+def critical_r_bisect(n, p=0.05):
+    """One-tailed p < .05 critical Pearson r for n pairs, by bisection on scipy's t survival
+    function: the r whose t statistic r sqrt((n-2)/(1-r^2)) has upper tail probability p."""
+    from scipy import stats
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        tval = mid * np.sqrt((n - 2) / (1 - mid * mid))
+        if stats.t.sf(tval, n - 2) > p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def score_voxel_split(X, Yrep, train, test, alphas=STUDY_ALPHAS, floors=(0.182, 0.183)):
     """METHOD §4 for one voxel and one split, by brute force.
 
-    Yrep: (n_stimuli, 3) repetitions. Returns dict of r_test, r2_test, r2_test_c, alpha, rv, rv_hat.
+    Yrep: (n_stimuli, k) repetitions, k >= 2 (the study: 3). Reliabilities from all
+    repetition pairs, Spearman-Brown to k, floored at ``floors`` (train, test).
+    Returns dict of r_test, r2_test, r2_test_c, alpha, rv, rv_hat.
     """
+    k = Yrep.shape[1]
     Y4 = np.column_stack([Yrep.mean(1), Yrep])
     idx, pred, _ = brute_force_fit_predict(X[train], Y4[train], X[test], alphas, centred=True)
     r = pearson(pred[:, 0], Y4[test, 0])
     r_pos = max(r, 0.0)
-    pairs = [(0, 1), (1, 2), (0, 2)]
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
     with np.errstate(invalid="ignore", divide="ignore"):
         rv_pairs = [np.corrcoef(Yrep[train, a], Yrep[train, b])[0, 1] for a, b in pairs]
         rvh_pairs = [np.corrcoef(pred[:, 1 + a], pred[:, 1 + b])[0, 1] for a, b in pairs]
     # np.nanmedian warns and gives NaN when all pairs are NaN; NaN -> the floor
-    rv = spearman_brown(np.nanmedian(rv_pairs)) if not np.all(np.isnan(rv_pairs)) else np.nan
-    rvh = spearman_brown(np.nanmedian(rvh_pairs)) if not np.all(np.isnan(rvh_pairs)) else np.nan
-    rv = 0.182 if np.isnan(rv) else max(rv, 0.182)
-    rvh = 0.183 if np.isnan(rvh) else max(rvh, 0.183)
+    rv = spearman_brown(np.nanmedian(rv_pairs), k) if not np.all(np.isnan(rv_pairs)) else np.nan
+    rvh = spearman_brown(np.nanmedian(rvh_pairs), k) if not np.all(np.isnan(rvh_pairs)) else np.nan
+    rv = floors[0] if np.isnan(rv) else max(rv, floors[0])
+    rvh = floors[1] if np.isnan(rvh) else max(rvh, floors[1])
     return dict(r_test=r_pos, r_prior_zero=r, r2_test=r_pos ** 2,
                 r2_test_c=r_pos ** 2 / (rv * rvh), alpha=alphas[idx[0]], rv=rv, rv_hat=rvh)

@@ -98,7 +98,7 @@ def test_nan_policy():
     (lambda X, Y: (np.where(np.arange(X.shape[1]) == 7, np.nan, X), Y), "NaN"),
     (lambda X, Y: (X[:, :, None], Y), "2-D"),
     (lambda X, Y: (X, Y[..., None]), "shape"),
-    (lambda X, Y: (X, Y[:, :, :1]), "repetitions"),
+    (lambda X, Y: (X, Y[:, :, :0]), "repetition"),
 ])
 def test_bad_input(bad, match):
     X, Y = _make(6)
