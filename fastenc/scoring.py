@@ -43,7 +43,7 @@ def critical_r(n: int, p: float = 0.05) -> float:
     if n < 3:
         raise ValueError(f"a critical r needs n >= 3 pairs, got {n}")
     tq = float(student_t.ppf(1.0 - p, n - 2))
-    return tq / np.sqrt(n - 2 + tq * tq)
+    return float(tq / np.sqrt(n - 2 + tq * tq))
 
 
 def _floors(n_train, n_test, rv_floor, rv_hat_floor):
