@@ -9,12 +9,19 @@ What is on disk
 - ``data/neural/NH2015``: 8 participants, 30-40 voxels each, 3 repetitions, plus a few voxels with
   ``n_reps == 2`` (their third repetition is NaN) that the loader must drop; ``neural_stim_meta.npy``
   with 165 sounds, 15 in each of the study's 11 categories, interleaved in file order
-  (``b'stim7_mechanical_3.wav'``; field 4 holds the category as text); ``df_roi_meta.pkl``.
+  (field 0 the wav name as bytes, ``b'stim7_mechanical_3.wav'``; field 4 the category as text);
+  ``voxel_features_meta.npy`` a structured array ``voxel_id, n_reps, subj_idx, hemi (bytes),
+  x_ras, y_ras`` (integers but ``hemi``); ``df_roi_meta.pkl`` a DataFrame of the kept voxels.
 - ``data/neural/B2021``: 20 participants, 15-20 voxels each, 192 sounds whose first 165 are the
-  NH2015 sounds in the NH2015 order (``stim_info_v4.mat`` -> ``stim_info.stim_names``, a cell of
-  names without ``.wav``); ``voxel_features_meta.npy`` holds ``voxel_id`` only.
-- ``data/neural/NH2015comp/components.mat``: ``R`` (165 x 6), ``stim_names`` (cell of wav names)
-  in a *shuffled* order, ``component_names`` (lowfreq, highfreq, envsounds, pitch, speech, music).
+  NH2015 sounds in the NH2015 order (``stim_info_v4.mat`` -> 1x1 struct ``stim_info`` ->
+  ``stim_names``, a 192x1 cell of names without ``.wav``); ``voxel_features_meta.npy`` is a
+  *plain* integer array ``np.arange(n_voxels)`` (the voxel ids), as the study saved it.
+- ``data/neural/NH2015comp/components.mat``: ``R`` (165 x 6), ``stim_names`` (1x165 cell of sound
+  ids without ``.wav``) in a *shuffled* order, ``component_names`` (6x1 cell: lowfreq, highfreq,
+  envsounds, pitch, speech, music).
+- Every file is written in the format the study's code writes and reads it (``aud_dnn/AUD_main.py``,
+  ``utils.py`` ``get_target``, the packaging scripts under ``aud_dnn/analyze/``): dtypes, plain vs
+  structured arrays, MATLAB cell orientations.
 - ``model_actv/DemoCNN`` (``h5``, 6 layers conv1..conv5, fc; 64-256 units),
   ``model_actv/DemoTransformer`` (``per_sound_pickle``, 5 layers Embedding, Encoder_1..3, Final;
   96 units; pickles also carry an unused key), both with ``_randnetw`` versions;
@@ -249,7 +256,7 @@ def _voxels(rng, features, subjects: int, voxels_per_subject: tuple[int, int], n
             x = (cx + rng.normal(0, 3.0)) * (-1 if hemi == "lh" else 1)
             y = cy + rng.normal(0, 3.0)
             pairs = [np.corrcoef(reps[:, a], reps[:, b])[0, 1] for a, b in ((0, 1), (1, 2), (0, 2))]
-            rows.append({"subj_idx": subj, "hemi": hemi, "x_ras": round(x, 1), "y_ras": round(y, 1),
+            rows.append({"subj_idx": subj, "hemi": hemi, "x_ras": int(round(x)), "y_ras": int(round(y)),
                          "roi_label_general": np.nan if roi is None else roi,
                          "roi_anat_hemi": np.nan if roi is None else f"{roi}_{hemi}",
                          "pearson_r_reliability": float(np.median(pairs)),
@@ -293,7 +300,7 @@ def _write_nh2015(folder: Path, rng, Y, table, wav_names, categories_text):
     dropped[:, :, 2] = np.nan
     full[:, is_dropped] = dropped
     meta = np.zeros(n_kept + n_dropped, dtype=[("voxel_id", "i8"), ("n_reps", "i8"), ("subj_idx", "i8"),
-                                                ("hemi", "S2"), ("x_ras", "f8"), ("y_ras", "f8")])
+                                                ("hemi", "S2"), ("x_ras", "i8"), ("y_ras", "i8")])
     kept = table.to_dict("list")
     meta["voxel_id"][~is_dropped] = kept["voxel_id"]
     meta["voxel_id"][is_dropped] = 900000 + np.arange(n_dropped)
@@ -307,50 +314,66 @@ def _write_nh2015(folder: Path, rng, Y, table, wav_names, categories_text):
     meta["hemi"][is_dropped] = b"lh"
     meta["x_ras"][~is_dropped] = kept["x_ras"]
     meta["y_ras"][~is_dropped] = kept["y_ras"]
-    meta["x_ras"][is_dropped] = rng.normal(30, 3, n_dropped).round(1)
-    meta["y_ras"][is_dropped] = rng.normal(-25, 3, n_dropped).round(1)
+    meta["x_ras"][is_dropped] = rng.normal(30, 3, n_dropped).round()
+    meta["y_ras"][is_dropped] = rng.normal(-25, 3, n_dropped).round()
     np.save(folder / "voxel_features_array.npy", full)
     np.save(folder / "voxel_features_meta.npy", meta)
-    stim_meta = np.zeros(_N_SOUNDS, dtype=[("stim_name", "S64"), ("stim_idx", "i8"), ("duration_s", "f8"),
-                                           ("sample_rate", "i8"), ("category", "U16")])
-    stim_meta["stim_name"] = [w.encode() for w in wav_names]
-    stim_meta["stim_idx"] = np.arange(_N_SOUNDS)
-    stim_meta["duration_s"] = 2.0
-    stim_meta["sample_rate"] = 20000
+    # the study reads field 0 (wav name, bytes) and field 4 (category, text) by position
+    stim_meta = np.zeros(_N_SOUNDS, dtype=[("filename", "S64"), ("fmri_stim_idx", "i8"),
+                                           ("embedded-wav-start-idx", "i8"), ("embedded-wav-end-idx", "i8"),
+                                           ("category", "U16"), ("id", "i8")])
+    stim_meta["filename"] = [w.encode() for w in wav_names]
+    stim_meta["fmri_stim_idx"] = np.arange(_N_SOUNDS)
+    stim_meta["embedded-wav-start-idx"] = 0
+    stim_meta["embedded-wav-end-idx"] = 40000
     stim_meta["category"] = categories_text
+    stim_meta["id"] = np.arange(_N_SOUNDS)
     np.save(folder / "neural_stim_meta.npy", stim_meta)
     _roi_frame(table).to_pickle(folder / "df_roi_meta.pkl")
 
 
 def _roi_frame(table: pd.DataFrame) -> pd.DataFrame:
-    columns = ["subj_idx", "hemi", "x_ras", "y_ras", "roi_label_general", "roi_anat_hemi",
-               "pearson_r_reliability", "voxel_id", "true_preferred_depth", "true_reliability"]
+    """``df_roi_meta.pkl``: the study's columns (a subset) plus the demo's planted truth."""
+    columns = ["subj_idx", "hemi", "x_ras", "y_ras", "voxel_id", "pearson_r_reliability",
+               "roi_label_general", "roi_anat_hemi", "true_preferred_depth", "true_reliability"]
     frame = table[columns].rename(columns={"true_preferred_depth": "demo_true_preferred_depth",
                                            "true_reliability": "demo_true_reliability"})
+    # as in the study's packaging: coordinate id and how many voxels share it
+    frame.insert(6, "coord_id", [f"{x}_{y}" for x, y in zip(frame["x_ras"], frame["y_ras"])])
+    frame.insert(7, "shared_by", frame.groupby("coord_id")["coord_id"].transform("size").astype(float))
     frame["roi_label_general"] = frame["roi_label_general"].astype(object)
     frame["roi_anat_hemi"] = frame["roi_anat_hemi"].astype(object)
     return frame
 
 
-def _write_b2021(folder: Path, Y, table, stim_names_192):
+def _write_b2021(folder: Path, Y, table, stim_names_192, categories_192, category_names):
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "voxel_features_array.npy", Y)
-    meta = np.zeros(Y.shape[1], dtype=[("voxel_id", "i8")])
-    meta["voxel_id"] = table["voxel_id"].to_numpy()
-    np.save(folder / "voxel_features_meta.npy", meta)
+    # the study saved the voxel ids as a PLAIN integer array, np.arange(n_voxels) (no record fields)
+    voxel_ids = table["voxel_id"].to_numpy().astype(np.int64)
+    assert np.array_equal(voxel_ids, np.arange(Y.shape[1]))
+    np.save(folder / "voxel_features_meta.npy", voxel_ids)
     _roi_frame(table).to_pickle(folder / "df_roi_meta.pkl")
-    scipy.io.savemat(folder / "stim_info_v4.mat",
-                     {"stim_info": {"stim_names": np.array(stim_names_192, dtype=object).reshape(1, -1),
-                                    "stim_category": np.array([""] * len(stim_names_192), dtype=object)}})
+    # stim_info is a 1x1 struct; stim_names is a 192x1 cell of names without .wav, read by the study as
+    # loadmat(...)["stim_info"]["stim_names"][0][0] -> rows i -> i[0][0]. Other fields come first so a
+    # reader must go by field name.
+    column = lambda values: np.array(list(values), dtype=object).reshape(-1, 1)  # noqa: E731
+    scipy.io.savemat(folder / "stim_info_v4.mat", {"stim_info": {
+        "category_names": column(category_names),
+        "category_assignment": (np.asarray(categories_192) + 1).reshape(-1, 1).astype(np.float64),
+        "stim_names": column(stim_names_192),
+    }})
 
 
-def _write_components(folder: Path, rng, R, wav_names):
+def _write_components(folder: Path, rng, R, stim_ids):
     folder.mkdir(parents=True, exist_ok=True)
     order = rng.permutation(_N_SOUNDS)
+    # as the study reads it: stim_names a 1x165 cell of sound ids without .wav (comp_data["stim_names"][0],
+    # x[0] each), component_names a 6x1 cell (x[0][0] for each row), R 165 x 6 doubles
     scipy.io.savemat(folder / "components.mat", {
         "R": R[order],
-        "stim_names": np.array([wav_names[i] for i in order], dtype=object).reshape(1, -1),
-        "component_names": np.array(DEMO_TRUTH["components"], dtype=object).reshape(1, -1),
+        "stim_names": np.array([stim_ids[i] for i in order], dtype=object).reshape(1, -1),
+        "component_names": np.array(DEMO_TRUTH["components"], dtype=object).reshape(-1, 1),
     })
 
 
@@ -432,6 +455,8 @@ def make_demo(path: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
     True
     """
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} is an existing file, not a folder; make_demo writes a folder")
     marker = root / DEMO_MARKER
     if marker.is_file() and not overwrite:
         written = json.loads(marker.read_text() or "{}")
@@ -466,13 +491,13 @@ def make_demo(path: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
     activations = _model_activations(rng, [F[:_N_SOUNDS] for F in features])
     Y_nh, table_nh = _voxels(rng, features, 8, DEMO_TRUTH["nh2015"]["voxels_per_participant"], _N_SOUNDS, 1001)
     Y_b, table_b = _voxels(rng, features, 20, DEMO_TRUTH["b2021"]["voxels_per_participant"],
-                           _N_SOUNDS_B2021, 50001)
+                           _N_SOUNDS_B2021, 0)
     R = _components(rng, features, categories, category_names)
 
     neural = root / "data" / "neural"
     _write_nh2015(neural / "NH2015", rng, Y_nh, table_nh, wav_names, [category_names[c] for c in categories_165])
-    _write_b2021(neural / "B2021", Y_b, table_b, stim_ids + extra_ids)
-    _write_components(neural / "NH2015comp", rng, R, wav_names)
+    _write_b2021(neural / "B2021", Y_b, table_b, stim_ids + extra_ids, categories, category_names)
+    _write_components(neural / "NH2015comp", rng, R, stim_ids)
     _write_models(root, activations, stim_ids)
     (root / "fastenc_models.json").write_text(json.dumps(_manifest(), indent=2))
     marker.write_text(json.dumps({"seed": seed, "generator": "fastenc.datasets.make_demo"}))

@@ -7,7 +7,8 @@ A data root holds ``data/`` and ``model_actv/``::
     data/neural/NH2015/neural_stim_meta.npy        165 records: field 0 wav name, field 4 category
     data/neural/NH2015/df_roi_meta.pkl             one row per kept voxel (n_reps == 3)
     data/neural/B2021/voxel_features_array.npy     (192, voxels, 3); the first 165 sounds are used
-    data/neural/B2021/voxel_features_meta.npy      structured: voxel_id
+    data/neural/B2021/voxel_features_meta.npy      plain integer array of voxel ids (np.arange(26792));
+                                                   a structured array with voxel_id is accepted too
     data/neural/B2021/df_roi_meta.pkl
     data/neural/B2021/stim_info_v4.mat             stim_info.stim_names (first 165 = NH2015 order)
     data/neural/NH2015comp/components.mat          R (165 x 6), stim_names, component_names
@@ -15,6 +16,11 @@ A data root holds ``data/`` and ``model_actv/``::
     model_actv/<model>/natsound_activations_randnetw.h5
     model_actv/<model>/<stim_id>_activations.pkl           (storage "per_sound_pickle")
     model_actv/<model>/<stim_id>_activations_randnetw.pkl
+
+An h5 layer is read from the dataset named by the registry's layer key (``ModelSpec.key_of``), which
+is the layer name except for aliases such as ResNet50music's ``conv1_relu1``, stored as ``relu1``
+(the study's ``utils.get_source_features``); the layer name itself is the fallback. A file that
+cannot be read is reported with its path and whether it is empty, truncated or otherwise corrupt.
 
 Every array returned here is in the NH2015 stimulus order (``neural_stim_meta.npy``) and float64.
 Anatomical ROI labels are read as stored: ``roi_label_general`` is ``Primary``, ``Anterior``,
@@ -95,6 +101,32 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
+#: Phrases of numpy / pickle / scipy / h5py errors that mean "the file ends too early".
+_TRUNCATION_HINTS = ("ran out of input", "truncated", "eof", "not fully written", "no data left",
+                     "could not read bytes", "mmap length is greater", "could only read")
+
+
+def _unreadable(path: Path, what: str, exc: BaseException, owner: str = "") -> ValueError:
+    """A ValueError that names ``what`` and ``path`` and says what is wrong with the file.
+
+    Distinguishes an empty file (0 bytes) and a truncated one (the reader ran out of data) from
+    other damage, so that a half-copied download is recognised as such.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    detail = f"{type(exc).__name__}: {exc}"
+    if size == 0:
+        problem = "is empty (0 bytes)"
+    elif isinstance(exc, EOFError) or any(h in str(exc).lower() for h in _TRUNCATION_HINTS):
+        problem = f"is truncated or corrupt: its data ends early ({size} bytes; {detail}); copy it again"
+    else:
+        problem = f"cannot be read (corrupt or not in the expected format; {size} bytes): {detail}"
+    owner = f" of {owner}" if owner else ""
+    return ValueError(f"{what} {path}{owner} {problem}")
+
+
 def _load_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
     _require_file(path, what)
     try:
@@ -102,7 +134,15 @@ def _load_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
             return np.load(path, mmap_mode="r")
         return np.load(path, allow_pickle=True)
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"could not read {what} {path}: {exc}") from None
+        raise _unreadable(path, what, exc) from None
+
+
+def _load_pickle(path: Path, what: str):
+    _require_file(path, what)
+    try:
+        return pd.read_pickle(path)
+    except Exception as exc:  # any failure to unpickle means an unreadable file
+        raise _unreadable(path, what, exc) from None
 
 
 def _structured_to_frame(records: np.ndarray) -> pd.DataFrame:
@@ -154,8 +194,8 @@ def _load_mat(path: Path, what: str) -> dict:
     _require_file(path, what)
     try:
         return scipy.io.loadmat(str(path))
-    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
-        raise ValueError(f"could not read {what} {path}: {exc}") from None
+    except (OSError, ValueError, TypeError, NotImplementedError, EOFError, scipy.io.matlab.MatReadError) as exc:
+        raise _unreadable(path, what, exc) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,6 +259,11 @@ class NeuralData:
         Kept records of ``voxel_features_meta.npy`` (bytes decoded), aligned with ``Y`` columns.
     roi_meta : DataFrame or None
         ``df_roi_meta.pkl`` aligned with ``Y`` columns (index reset); None for components.
+    source_file : Path or None
+        The file ``Y`` was read from (``voxel_features_array.npy`` or ``components.mat``).
+    source_columns : ndarray of int or None
+        For each column of ``Y``, its index in ``source_file`` (axis 1 of the voxel array, which
+        also holds the voxels dropped for ``n_reps != 3``; the column of ``R`` for components).
 
     Examples
     --------
@@ -236,6 +281,8 @@ class NeuralData:
     target_names: list[str]
     voxel_meta: pd.DataFrame | None = None
     roi_meta: pd.DataFrame | None = field(default=None, repr=False)
+    source_file: Path | None = field(default=None, repr=False)
+    source_columns: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def has_repetitions(self) -> bool:
@@ -270,7 +317,54 @@ class NeuralData:
         names = [self.target_names[i] for i in columns]
         voxel_meta = None if self.voxel_meta is None else self.voxel_meta.iloc[columns].reset_index(drop=True)
         roi_meta = None if self.roi_meta is None else self.roi_meta.iloc[columns].reset_index(drop=True)
-        return NeuralData(self.target, Y, list(self.stim_ids), names, voxel_meta, roi_meta)
+        source_columns = None if self.source_columns is None else np.asarray(self.source_columns)[columns]
+        return NeuralData(self.target, Y, list(self.stim_ids), names, voxel_meta, roi_meta,
+                          source_file=self.source_file, source_columns=source_columns)
+
+    def nonfinite_targets(self) -> np.ndarray:
+        """Indices of the columns of ``Y`` holding any NaN or inf."""
+        Y = np.asarray(self.Y)
+        axes = (0, 2) if Y.ndim == 3 else (0,)
+        return np.flatnonzero(~np.isfinite(Y).all(axis=axes))
+
+    def check_finite(self) -> None:
+        """Raise ``ValueError`` if a voxel (or component) has NaN/inf responses.
+
+        The message names the file, and for each bad voxel (first five) its ``voxel_id``, its index
+        on the voxel axis of ``voxel_features_array.npy`` (which counts the dropped ``n_reps != 3``
+        voxels too), the sound rows and repetitions holding NaN/inf; it says how to skip such
+        voxels instead (``nan_policy="omit"``, CLI ``--nan-policy omit``).
+
+        Examples
+        --------
+        >>> from fastenc.datasets import make_demo
+        >>> import tempfile
+        >>> load_neural(make_demo(tempfile.mkdtemp() + "/demo"), "NH2015").check_finite()
+        """
+        bad = self.nonfinite_targets()
+        if not len(bad):
+            return
+        Y = np.asarray(self.Y)
+        where = "" if self.source_file is None else f" in {self.source_file}"
+        parts = []
+        for i in bad[:5]:
+            column = int(i if self.source_columns is None else self.source_columns[i])
+            block = ~np.isfinite(Y[:, i])
+            rows = np.flatnonzero(block.any(axis=1) if block.ndim == 2 else block)
+            shown = f"{rows[:5].tolist()}" + ("..." if len(rows) > 5 else "")
+            if self.has_repetitions:
+                reps = np.flatnonzero(block.any(axis=0)).tolist()
+                parts.append(f"voxel_id {self.target_names[i]} (array index [:, {column}, :]; "
+                             f"sound rows {shown}, repetitions {reps})")
+            else:
+                sounds = [self.stim_ids[r] for r in rows[:5]] + (["..."] if len(rows) > 5 else [])
+                parts.append(f"component {self.target_names[i]!r} (column {column} of R; sounds {sounds})")
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        kind = "voxel(s)" if self.has_repetitions else "component(s)"
+        raise ValueError(f"{self.target} responses{where} contain NaN or inf in {len(bad)} {kind}: "
+                         f"{'; '.join(parts)}{more}. Fix the file, or leave these out of the regression "
+                         f"(their scores are NaN) with --nan-policy omit on the command line "
+                         f"(nan_policy='omit' in Python)")
 
     def select_roi(self, roi: str | None) -> "NeuralData":
         """Voxels whose ``roi_label_general`` is ``roi`` (``None`` or ``"All"``: all voxels).
@@ -303,6 +397,55 @@ class NeuralData:
         return self.select(mask)
 
 
+def _check_stimulus_lists(names: list[str], stim_ids: list[str], mat_path: Path, stim_path: Path) -> None:
+    """The first 165 B2021 names must be the NH2015 names in the NH2015 order (METHOD §1).
+
+    Either file can be the wrong one, so the message names both.
+    """
+    if len(names) >= N_STIMULI and names[:N_STIMULI] == list(stim_ids):
+        return
+    bad = next((i for i, (a, b) in enumerate(zip(names, stim_ids)) if a != b), min(len(names), N_STIMULI))
+    got = names[bad] if bad < len(names) else "<none: the B2021 list ends here>"
+    n_diff = sum(a != b for a, b in zip(names[:N_STIMULI], stim_ids)) + max(0, N_STIMULI - len(names))
+    raise ValueError(
+        f"the NH2015 and B2021 stimulus lists disagree: the first {N_STIMULI} B2021 sounds must be the NH2015 "
+        f"sounds in the NH2015 order, but {n_diff} position(s) differ; first at position {bad}: "
+        f"{got!r} in {mat_path} (stim_info.stim_names) vs {stim_ids[bad]!r} in {stim_path} (field 0). "
+        f"One of the two files is out of order or from another dataset")
+
+
+def _voxel_ids(meta: np.ndarray, target: str, meta_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-voxel table and n_reps == 3 mask from ``voxel_features_meta.npy``.
+
+    Two formats exist in the study's download: NH2015 stores a structured array (``voxel_id, n_reps,
+    subj_idx, hemi, x_ras, y_ras``); B2021 stores a plain integer array of voxel ids
+    (``np.arange(26792)``). A structured array with a ``voxel_id`` field is accepted for B2021 too.
+    """
+    if meta.dtype.names is None:
+        if target == "NH2015":
+            raise ValueError(f"{target} voxel metadata {meta_path} must be a structured array with fields "
+                             f"'voxel_id' and 'n_reps' (the study keeps voxels with n_reps == {N_REPETITIONS}); "
+                             f"got a plain array of dtype {meta.dtype}")
+        if meta.dtype.kind not in "iu" or meta.ndim > 2 or (meta.ndim == 2 and 1 not in meta.shape):
+            raise ValueError(f"{target} voxel metadata {meta_path} must be a 1-D integer array of voxel ids "
+                             f"(the study's np.arange(n_voxels)) or a structured array with a 'voxel_id' field; "
+                             f"got dtype {meta.dtype}, shape {meta.shape}")
+        ids = meta.ravel().astype(np.int64)
+        return pd.DataFrame({"voxel_id": ids}), np.ones(len(ids), dtype=bool)
+    if "voxel_id" not in meta.dtype.names:
+        raise ValueError(f"{target} voxel metadata {meta_path} has no 'voxel_id' field; fields: "
+                         f"{list(meta.dtype.names)}")
+    meta = meta.ravel()
+    if "n_reps" in meta.dtype.names:
+        keep = np.asarray(meta["n_reps"] == N_REPETITIONS)
+    elif target == "NH2015":
+        raise ValueError(f"{target} voxel metadata {meta_path} has no 'n_reps' field (the study keeps voxels "
+                         f"with n_reps == {N_REPETITIONS}); fields: {list(meta.dtype.names)}")
+    else:
+        keep = np.ones(len(meta), dtype=bool)
+    return _structured_to_frame(meta), keep
+
+
 def _load_voxels(data_dir: str | Path, target: str, stim_ids: list[str]) -> NeuralData:
     folder = _neural_dir(data_dir, target)
     array_path = folder / "voxel_features_array.npy"
@@ -321,11 +464,7 @@ def _load_voxels(data_dir: str | Path, target: str, stim_ids: list[str]) -> Neur
             raise ValueError(f"B2021 stimulus info {mat_path} must hold stim_info.stim_names "
                              f"(a list of sound names): {exc!r}") from None
         names = [_strip_wav(n) for n in names]
-        if len(names) < N_STIMULI or names[:N_STIMULI] != list(stim_ids):
-            bad = next((i for i, (a, b) in enumerate(zip(names, stim_ids)) if a != b), min(len(names), N_STIMULI))
-            got = names[bad] if bad < len(names) else "<none>"
-            raise ValueError(f"B2021 stimulus names in {mat_path} are out of order: the first {N_STIMULI} must "
-                             f"equal the NH2015 order; position {bad} is {got!r}, expected {stim_ids[bad]!r}")
+        _check_stimulus_lists(names, stim_ids, mat_path, _neural_dir(data_dir, "NH2015") / "neural_stim_meta.npy")
         if data.shape[0] != len(names):
             raise ValueError(f"B2021 voxel responses {array_path} have {data.shape[0]} rows but "
                              f"{mat_path} names {len(names)} sounds")
@@ -333,28 +472,17 @@ def _load_voxels(data_dir: str | Path, target: str, stim_ids: list[str]) -> Neur
     elif data.shape[0] != N_STIMULI:
         raise ValueError(f"{target} voxel responses {array_path} have {data.shape[0]} rows; "
                          f"expected {N_STIMULI} (one per sound)")
-    meta = _load_npy(meta_path, f"{target} voxel metadata")
-    if meta.dtype.names is None or "voxel_id" not in meta.dtype.names:
-        raise ValueError(f"{target} voxel metadata {meta_path} must be a structured array with a "
-                         f"'voxel_id' field; got dtype {meta.dtype}")
-    meta = meta.ravel()
-    if len(meta) != data.shape[1]:
-        raise ValueError(f"{target} voxel metadata {meta_path} has {len(meta)} records but "
+    table, keep = _voxel_ids(_load_npy(meta_path, f"{target} voxel metadata"), target, meta_path)
+    if len(table) != data.shape[1]:
+        raise ValueError(f"{target} voxel metadata {meta_path} has {len(table)} records but "
                          f"{array_path} has {data.shape[1]} voxels")
-    if "n_reps" in meta.dtype.names:
-        keep = meta["n_reps"] == N_REPETITIONS
-    else:
-        keep = np.ones(len(meta), dtype=bool)
     if data.shape[2] < N_REPETITIONS:
         raise ValueError(f"{target} voxel responses {array_path} have {data.shape[2]} repetitions; "
                          f"expected {N_REPETITIONS}")
-    Y = np.ascontiguousarray(data[:, keep, :N_REPETITIONS], dtype=np.float64)
-    voxel_meta = _structured_to_frame(meta[keep])
-    _require_file(roi_path, f"{target} ROI metadata")
-    try:
-        roi_meta = pd.read_pickle(roi_path)
-    except Exception as exc:  # pickle of a DataFrame: any failure means an unreadable file
-        raise ValueError(f"could not read {target} ROI metadata {roi_path}: {exc}") from None
+    columns = np.flatnonzero(keep)
+    Y = np.ascontiguousarray(data[:, columns, :N_REPETITIONS], dtype=np.float64)
+    voxel_meta = table.iloc[columns].reset_index(drop=True)
+    roi_meta = _load_pickle(roi_path, f"{target} ROI metadata")
     if not isinstance(roi_meta, pd.DataFrame) or "voxel_id" not in roi_meta.columns:
         raise ValueError(f"{target} ROI metadata {roi_path} must be a DataFrame with a 'voxel_id' column")
     kept_ids = voxel_meta["voxel_id"].to_numpy()
@@ -369,7 +497,8 @@ def _load_voxels(data_dir: str | Path, target: str, stim_ids: list[str]) -> Neur
     roi_meta["roi_label_general"] = roi_meta["roi_label_general"].where(
         roi_meta["roi_label_general"] != "missing")
     names = [str(v) for v in kept_ids]
-    return NeuralData(target, Y, list(stim_ids), names, voxel_meta, roi_meta)
+    return NeuralData(target, Y, list(stim_ids), names, voxel_meta, roi_meta,
+                      source_file=array_path, source_columns=columns)
 
 
 def _load_components(data_dir: str | Path, stim_ids: list[str]) -> NeuralData:
@@ -397,7 +526,8 @@ def _load_components(data_dir: str | Path, stim_ids: list[str]) -> NeuralData:
         raise ValueError(f"NH2015 components {path}: stim_names must be the {N_STIMULI} NH2015 sounds, "
                          f"each once; missing {missing[:5]}")
     Y = np.ascontiguousarray(R[[position[s] for s in stim_ids]])
-    return NeuralData("NH2015comp", Y, list(stim_ids), component_names)
+    return NeuralData("NH2015comp", Y, list(stim_ids), component_names,
+                      source_file=path, source_columns=np.arange(Y.shape[1]))
 
 
 def load_neural(data_dir: str | Path, target: str, roi: str | None = None) -> NeuralData:
@@ -590,19 +720,29 @@ class ModelActivations:
         try:
             return h5py.File(path, "r")
         except OSError as exc:
-            raise ValueError(f"cannot read HDF5 file {path} of {self._label} (truncated or corrupt?): {exc}") from None
+            raise _unreadable(path, "HDF5 activation file", exc, owner=self._label) from None
+
+    def _h5_dataset_names(self, layer: str) -> list[str]:
+        """Dataset names to look up for ``layer``: its registry key (an alias such as ResNet50music's
+        ``relu1`` for ``conv1_relu1``), then the layer name itself."""
+        key = self.spec.key_of(layer)
+        return [key] if key == layer else [key, layer]
 
     def _read_h5_layer(self, fh: h5py.File, layer: str) -> np.ndarray:
         path = self.paths[0]
-        where = f"{path}, {self._label}, layer {layer!r}"
-        node = fh.get(layer)
-        if not isinstance(node, h5py.Dataset):
-            raise ValueError(f"layer {layer!r} of {self._label} not found in {path}; "
+        candidates = self._h5_dataset_names(layer)
+        name = next((n for n in candidates if isinstance(fh.get(n), h5py.Dataset)), None)
+        if name is None:
+            looked = " or ".join(repr(n) for n in candidates)
+            raise ValueError(f"layer {layer!r} of {self._label} not found in {path} (dataset {looked}); "
                              f"datasets in the file: {[k for k in fh.keys() if k != 'layer_list']}")
+        shown = f"layer {layer!r}" + (f" (dataset {name!r})" if name != layer else "")
+        where = f"{path}, {self._label}, {shown}"
         try:
-            values = node[()]
+            values = fh[name][()]
         except (OSError, RuntimeError, KeyError) as exc:
-            raise ValueError(f"cannot read {where} (truncated or corrupt HDF5?): {exc}") from None
+            raise ValueError(f"cannot read {where}: the file is truncated or corrupt "
+                             f"({type(exc).__name__}: {exc})") from None
         return _checked_matrix(values, expected_rows=self.n_stimuli, where=where)
 
     def _assemble(self) -> dict[str, np.ndarray]:
@@ -617,7 +757,7 @@ class ModelActivations:
                     content = pickle.load(fh)
             except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
                     TypeError, ValueError, OSError) as exc:
-                raise ValueError(f"cannot read activation pickle {path} of {self._label}: {exc!r}") from None
+                raise _unreadable(path, "activation pickle", exc, owner=f"{self._label} (sound {row})") from None
             if not isinstance(content, Mapping):
                 raise ValueError(f"activation pickle {path} of {self._label} must hold a dict from layer key "
                                  f"to array; got {type(content).__name__}")

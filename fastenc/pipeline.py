@@ -50,16 +50,15 @@ class TargetBundle:
     roi_labels: np.ndarray | None
 
 
-def load_target_bundle(data_dir, name, splits, alphas) -> TargetBundle:
-    """Load one target dataset (METHOD §1) and prepare its regression targets."""
+def load_target_bundle(data_dir, name, splits, alphas, nan_policy="raise") -> TargetBundle:
+    """Load one target dataset (METHOD §1) and prepare its regression targets.
+
+    ``nan_policy``: ``"raise"`` (NaN/inf in a voxel is an error naming the file, the voxel_id and the
+    array index) or ``"omit"`` (such voxels are not fitted; their scores are NaN)."""
     nd = load_neural(data_dir, name)
-    try:
-        tg = prepare_targets(nd.Y)
-    except ValueError as e:  # e.g. NaN in a kept voxel: name the dataset, its file and the voxels
-        Y = np.asarray(nd.Y)
-        bad = np.flatnonzero(~np.isfinite(Y).all(axis=tuple(i for i in range(Y.ndim) if i != 1)))
-        which = f" (targets {[nd.target_names[i] for i in bad[:5]]})" if len(bad) else ""
-        raise ValueError(f"{name} neural data under {Path(data_dir) / 'data' / 'neural' / name}{which}: {e}") from e
+    if nan_policy == "raise":
+        nd.check_finite()
+    tg = prepare_targets(nd.Y, nan_policy=nan_policy)
     fp = fingerprint(tg.Yt, splits, alphas)
     subj = roi = None
     if nd.roi_meta is not None:
@@ -187,7 +186,7 @@ def plan_models(data_dir, registry, models=None):
 
 
 def run_regression(data_dir, out, models=None, targets=None, n_threads=None, overwrite=False,
-                   progress=True, client=None, registry=None, alphas=None):
+                   progress=True, client=None, registry=None, alphas=None, nan_policy="raise"):
     """Regression stage over all (target, model, version, layer) units. Returns a summary DataFrame."""
     registry = registry or load_registry(data_dir)
     targets = list(targets or default_targets(data_dir))
@@ -199,7 +198,8 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
     store = ResultStore(out)
     store.cleanup_partial()
     work = plan_models(data_dir, registry, models)
-    bundles = [load_target_bundle(data_dir, t, splits, alphas) for t in targets]
+    bundles = [load_target_bundle(data_dir, t, splits, alphas, nan_policy=nan_policy)
+               for t in targets]
     total = sum(len(registry.spec(m).layers) for m, _ in work) * len(bundles)
     bar = Progress(total, "regression", enabled=progress)
     rows = []
@@ -221,7 +221,7 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
 
 def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
             overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None,
-            rsa_corrected=False, manifest=None):
+            rsa_corrected=False, manifest=None, nan_policy="raise"):
     """Run the whole study: regression, analysis, RSA and figures.
 
     Parameters
@@ -253,6 +253,9 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     manifest : path, optional
         Extra model manifest (JSON) merged over the shipped registry and
         ``<data_dir>/fastenc_models.json``.
+    nan_policy : {"raise", "omit"}
+        NaN/inf in a voxel's responses: an error naming it (default), or leave the voxel out of the
+        regression (its scores are NaN).
 
     Returns
     -------
@@ -275,7 +278,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     targets = list(targets or default_targets(data_dir))
     reg = run_regression(data_dir, out, models=models, targets=targets, n_threads=n_threads,
                          overwrite=overwrite, progress=progress, client=client, registry=registry,
-                         alphas=alphas)
+                         alphas=alphas, nan_policy=nan_policy)
     work = plan_models(data_dir, registry, models)
     tables = analysis_stage.run_analysis(data_dir, out, work, targets, registry, progress=progress)
     if rsa:

@@ -15,8 +15,9 @@ entry with the name of a shipped model replaces it)::
           "display_name": "My network",
           "layers": ["conv1", "conv2", "fc"],
           "storage": "h5",                      # or "per_sound_pickle"
-          "layer_keys": {"conv1": "Conv2d--0"}, # optional, per_sound_pickle only;
-                                                # layers not listed use their own name as key
+          "layer_keys": {"conv1": "Conv2d--0"}, # optional: the layer's key in storage (pickle
+                                                # dict key, or h5 dataset name) where it is not
+                                                # the layer name itself
           "has_randnetw": true                  # optional (default true)
         }
       },
@@ -25,6 +26,11 @@ entry with the name of a shipped model replaces it)::
 
 A manifest named ``fastenc_models.json`` at the root of a data folder is picked up automatically by
 ``load_registry(data_dir)``.
+
+Storage aliases of the shipped models (``SHIPPED_LAYER_KEYS``): the study's h5 file of ResNet50music
+stores the layer ``conv1_relu1`` under the dataset name ``relu1`` (the study's source-feature loader,
+``aud_dnn/utils.py`` ``get_source_features``, maps it); the shipped registry records this as the
+layer's key, so ``key_of("conv1_relu1")`` is ``"relu1"`` for that model.
 
 Examples
 --------
@@ -48,6 +54,7 @@ from typing import Any
 
 __all__ = [
     "MANIFEST_FILENAME",
+    "SHIPPED_LAYER_KEYS",
     "STORAGE_KINDS",
     "ModelSpec",
     "Registry",
@@ -63,6 +70,12 @@ STORAGE_KINDS = ("h5", "per_sound_pickle")
 #: Shipped models that have no version with permuted weights.
 _MODELS_WITHOUT_RANDNETW = frozenset({"spectemp"})
 _MODEL_FIELDS = {"display_name", "layers", "storage", "layer_keys", "has_randnetw"}
+#: Storage keys of shipped layers that differ from the layer name, merged into the shipped
+#: registry's ``layer_keys``: {model: {layer: key in the h5 file}} (from the study's
+#: ``utils.get_source_features``, which reads ResNet50music's ``conv1_relu1`` from dataset ``relu1``).
+SHIPPED_LAYER_KEYS: dict[str, dict[str, str]] = {
+    "ResNet50music": {"conv1_relu1": "relu1"},
+}
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,9 @@ class ModelSpec:
     storage : {"h5", "per_sound_pickle"}
         How the activations are stored on disk (METHOD §1).
     layer_keys : dict of str to str
-        Per-sound pickle key of each layer (``per_sound_pickle`` only; empty for ``h5``).
+        Key of a layer in storage where it is not the layer name: the per-sound pickle dict key
+        (``per_sound_pickle``) or the dataset name in the h5 file (``h5``, e.g. ResNet50music's
+        ``conv1_relu1`` is stored as ``relu1``).
     has_randnetw : bool
         Whether a version with permuted weights exists (False for ``spectemp``).
     source : str
@@ -107,7 +122,16 @@ class ModelSpec:
         return len(self.layers)
 
     def key_of(self, layer: str) -> str:
-        """Key of ``layer`` in the per-sound pickles (the layer name itself when not mapped)."""
+        """Key of ``layer`` in storage: per-sound pickle key or h5 dataset name (the layer name
+        itself when not mapped).
+
+        Examples
+        --------
+        >>> load_registry()["ResNet50music"].key_of("conv1_relu1")
+        'relu1'
+        >>> load_registry()["ResNet50word"].key_of("conv1_relu1")
+        'conv1_relu1'
+        """
         if layer not in self.layers:
             raise ValueError(
                 f"model {self.name!r} has no layer {layer!r}; its layers are {list(self.layers)}"
@@ -175,7 +199,8 @@ class Registry:
         return self.spec(name).storage
 
     def layer_keys(self, name: str) -> dict[str, str]:
-        """Per-sound pickle key of every layer of ``name`` (layer name itself when not mapped)."""
+        """Storage key (pickle key or h5 dataset name) of every layer of ``name`` (layer name itself
+        when not mapped)."""
         spec = self.spec(name)
         return {layer: spec.key_of(layer) for layer in spec.layers}
 
@@ -193,6 +218,16 @@ class Registry:
             return list(self.model_sets[set_name])
         except KeyError:
             raise ValueError(_unknown_message("model set", set_name, list(self.model_sets))) from None
+
+    def model_set_members(self, set_name: str) -> list[str]:
+        """Model names of set ``set_name``, pair sets flattened, each once, in set order.
+
+        Examples
+        --------
+        >>> load_registry().model_set_members("FIG2_SEED_PAIRS")[:2]
+        ['Kell2018word', 'Kell2018wordSeed2']
+        """
+        return list(dict.fromkeys(_flatten_set(self.model_set(set_name))))
 
     def merge(self, manifest: str | Path | Mapping[str, Any]) -> "Registry":
         """A new registry with the models and model sets of ``manifest`` merged over this one.
@@ -264,9 +299,10 @@ def _parse_model(name: Any, entry: Any, source: str) -> ModelSpec:
     layer_keys = entry.get("layer_keys", {}) or {}
     if not isinstance(layer_keys, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in layer_keys.items()):
-        raise ValueError(f"{where}: field 'layer_keys' must be an object from layer name to pickle key")
-    if layer_keys and storage != "per_sound_pickle":
-        raise ValueError(f"{where}: field 'layer_keys' only applies to storage 'per_sound_pickle'")
+        raise ValueError(f"{where}: field 'layer_keys' must be an object from layer name to storage key "
+                         "(pickle key or h5 dataset name)")
+    if not all(layer_keys.values()):
+        raise ValueError(f"{where}: field 'layer_keys' has an empty key")
     stray = [k for k in layer_keys if k not in layers]
     if stray:
         raise ValueError(f"{where}: field 'layer_keys' names layers not in 'layers': {stray}")
@@ -327,7 +363,11 @@ def _check_model_sets(sets: Mapping[str, list], models: Mapping[str, ModelSpec],
 def _shipped_registry() -> Registry:
     text = resources.files("fastenc").joinpath("data/model_registry.json").read_text(encoding="utf-8")
     content = json.loads(text)
-    models = {name: _parse_model(name, entry, "shipped") for name, entry in content["models"].items()}
+    models_content = {name: dict(entry) for name, entry in content["models"].items()}
+    for name, keys in SHIPPED_LAYER_KEYS.items():
+        if name in models_content:
+            models_content[name]["layer_keys"] = {**keys, **models_content[name].get("layer_keys", {})}
+    models = {name: _parse_model(name, entry, "shipped") for name, entry in models_content.items()}
     sets = {name: list(members) for name, members in content["model_sets"].items()}
     return Registry(models, sets, tuple(content["sound_category_order"]))
 

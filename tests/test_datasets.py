@@ -1,13 +1,14 @@
 """Tests of fastenc.datasets.make_demo: layout, determinism, idempotence, planted truth."""
 import json
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.io
 
 import fastenc.io as fio
-from fastenc.datasets import DEMO_MARKER, DEMO_TRUTH, make_demo
+from fastenc.datasets import DEMO_MARKER, DEMO_MODELS, DEMO_TRUTH, make_demo
 from fastenc.registry import load_registry, resolve_models
 from fastenc.splits import seed_splits
 
@@ -73,14 +74,54 @@ def test_raw_files_follow_the_study_format(demo):
     assert len(counts) == 8 and counts.between(30, 40).all()
     assert roi.groupby("subj_idx")["roi_label_general"].nunique().eq(4).all()
 
+    assert all(meta[f].dtype.kind == "i" for f in ("voxel_id", "n_reps", "subj_idx", "x_ras", "y_ras"))
+    assert roi["x_ras"].dtype.kind == "i" and roi["hemi"].isin(["lh", "rh"]).all()
+
+    # B2021 voxel_features_meta.npy is a PLAIN integer array, np.arange(n_voxels), as the study saved it
     b_meta = np.load(demo / "data/neural/B2021/voxel_features_meta.npy")
-    assert b_meta.dtype.names == ("voxel_id",)
+    assert b_meta.dtype.names is None and b_meta.dtype.kind == "i" and b_meta.ndim == 1
+    np.testing.assert_array_equal(b_meta, np.arange(len(b_meta)))
     b_roi = pd.read_pickle(demo / "data/neural/B2021/df_roi_meta.pkl")
+    np.testing.assert_array_equal(b_roi["voxel_id"], b_meta)
     b_counts = b_roi.groupby("subj_idx").size()
     assert len(b_counts) == 20 and b_counts.between(15, 20).all()
     assert np.load(demo / "data/neural/B2021/voxel_features_array.npy").shape == (192, len(b_meta), 3)
     names = scipy.io.loadmat(demo / "data/neural/B2021/stim_info_v4.mat")["stim_info"]["stim_names"][0, 0]
-    assert names.size == 192
+    assert names.shape == (192, 1)  # a column cell, as the study iterates it
+
+
+def test_files_read_by_the_studys_own_code(demo):
+    """The reading expressions of aud_dnn (AUD_main.py, utils.get_target, plot_utils_AUD_RSA.py,
+    utils.get_source_features) work on the demo and give the demo's values."""
+    nh = demo / "data/neural"
+    sound_meta = np.load(nh / "NH2015/neural_stim_meta.npy")
+    stimuli_IDs = [i[0][:-4].decode("utf-8") for i in sound_meta]
+    stimuli_categories = [i[4] for i in sound_meta]
+    assert stimuli_IDs == fio.load_stimuli(demo)["stim_id"].tolist()
+    assert sum(c == "Music" for c in stimuli_categories) == 15  # text, compared with str
+
+    voxel_meta_all = np.load(nh / "NH2015/voxel_features_meta.npy")
+    is_3 = voxel_meta_all["n_reps"] == 3
+    assert [v["hemi"].decode("utf-8") for v in voxel_meta_all[is_3]] == \
+        fio.load_neural(demo, "NH2015").roi_meta["hemi"].tolist()
+
+    comp_data = scipy.io.loadmat(nh / "NH2015comp/components.mat")
+    comp_stimuli_IDs = [x[0] for x in comp_data["stim_names"][0]]
+    comp_names = [x[0][0] for x in comp_data["component_names"]]
+    voxel_data = pd.DataFrame(comp_data["R"], index=comp_stimuli_IDs, columns=comp_names).reindex(stimuli_IDs)
+    assert comp_names == DEMO_TRUTH["components"] and not voxel_data.isna().any().any()
+    np.testing.assert_array_equal(voxel_data.to_numpy(), fio.load_neural(demo, "NH2015comp").Y)
+
+    sound_meta_mat = scipy.io.loadmat(str(nh / "B2021/stim_info_v4"))["stim_info"]
+    stimuli_IDs_B2021 = [i[0][0].astype(str) for i in sound_meta_mat["stim_names"][0][0]]
+    assert stimuli_IDs == stimuli_IDs_B2021[:165] and len(stimuli_IDs_B2021) == 192
+    voxel_id = np.load(nh / "B2021/voxel_features_meta.npy")
+    np.testing.assert_array_equal(voxel_id, fio.load_neural(demo, "B2021").voxel_ids)
+
+    with h5py.File(demo / "model_actv/DemoCNN/natsound_activations.h5", "r") as h5file:
+        layer_lst = [layer.decode("utf-8") for layer in h5file["layer_list"]]
+        assert layer_lst == DEMO_MODELS["DemoCNN"]["layers"]
+        np.testing.assert_array_equal(np.asarray(h5file["conv2"]), fio.open_model(demo, "DemoCNN").load_layer("conv2"))
 
 
 def test_reliability_spread(demo):
@@ -116,6 +157,11 @@ def test_deterministic_and_idempotent(demo, tmp_path):
     make_demo(again, seed=1, overwrite=True)
     assert json.loads(marker.read_text())["seed"] == 1
     np.testing.assert_array_equal(np.load(again / rel), np.load(other / rel))
+
+    (tmp_path / "a_file").write_text("keep me")
+    with pytest.raises(FileExistsError, match="a_file is an existing file, not a folder"):
+        make_demo(tmp_path / "a_file")
+    assert (tmp_path / "a_file").read_text() == "keep me"
 
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "thesis.tex").write_text("keep me")

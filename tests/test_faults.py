@@ -60,8 +60,32 @@ def test_truncated_hdf5_activation_file(case):
     data, out = case
     h5 = data / "model_actv" / "DemoCNN" / "natsound_activations.h5"
     h5.write_bytes(h5.read_bytes()[: h5.stat().st_size // 3])
-    with pytest.raises(ValueError, match=re.escape(str(h5)) + r".*'DemoCNN'.*truncated or corrupt"):
+    with pytest.raises(ValueError, match=re.escape(str(h5)) + r" of model 'DemoCNN' is truncated"):
         pipeline.run_all(data, out, models=["spectemp", "DemoCNN"], progress=False, figures=False)
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated"])
+def test_empty_or_truncated_roi_pickle(case, how):
+    """pickle's bare "Ran out of input" is not passed on: the message names the file and the problem."""
+    data, out = case
+    p = data / "data" / "neural" / "NH2015" / "df_roi_meta.pkl"
+    p.write_bytes(b"" if how == "empty" else p.read_bytes()[:100])
+    with pytest.raises(ValueError) as err:
+        pipeline.run_regression(data, out, models=["spectemp"], targets=["NH2015"], progress=False)
+    msg = str(err.value)
+    assert msg.startswith(f"NH2015 ROI metadata {p} is ")
+    assert ("empty (0 bytes)" if how == "empty" else "truncated") in msg
+    assert msg != "Ran out of input"
+
+
+def test_truncated_per_sound_pickle(case):
+    data, out = case
+    bad = _pickles(data)[5]
+    bad.write_bytes(bad.read_bytes()[:40])
+    with pytest.raises(ValueError, match=re.escape(str(bad)) + r" of model 'DemoTransformer' \(sound \d+\) "
+                                         r"is truncated"):
+        pipeline.run_regression(data, out, models=["spectemp", "DemoTransformer"], targets=["NH2015comp"],
+                                progress=False)
 
 
 def test_missing_layer_in_hdf5_names_file_and_layer(case):
@@ -86,18 +110,48 @@ def test_missing_pickle_for_one_sound(case, models):
         pipeline.run_all(data, out, models=models, progress=False, figures=False)
 
 
-def test_nan_voxel_names_dataset_and_voxel(case):
-    data, out = case
-    folder = data / "data" / "neural" / "NH2015"
+def _nan_in_voxel_after_dropped(folder):
+    """Put NaN in a kept voxel whose array index differs from its position among the kept voxels."""
     Y = np.load(folder / "voxel_features_array.npy")
     meta = np.load(folder / "voxel_features_meta.npy", allow_pickle=True)
     kept = np.flatnonzero(meta["n_reps"] == 3)
-    Y[17, kept[5], 2] = np.nan
+    position = int(next(i for i, k in enumerate(kept) if k != i))
+    column = int(kept[position])
+    Y[17, column, 2] = np.nan
     np.save(folder / "voxel_features_array.npy", Y)
-    vid = str(meta["voxel_id"][kept[5]])
-    with pytest.raises(ValueError, match=r"NH2015 neural data under " + re.escape(str(folder))
-                       + rf" \(targets \['{vid}'\]\): Y contains NaN"):
+    return position, column, int(meta["voxel_id"][column])
+
+
+def test_nan_voxel_names_file_voxel_id_and_array_index(case):
+    data, out = case
+    folder = data / "data" / "neural" / "NH2015"
+    position, column, vid = _nan_in_voxel_after_dropped(folder)
+    assert position != column
+    with pytest.raises(ValueError) as err:
         pipeline.run_regression(data, out, models=["spectemp"], targets=["NH2015"], progress=False)
+    msg = str(err.value)
+    assert msg.startswith(f"NH2015 responses in {folder / 'voxel_features_array.npy'} contain NaN or inf in "
+                          f"1 voxel(s): voxel_id {vid} (array index [:, {column}, :]; sound rows [17], "
+                          f"repetitions [2])")
+    # the advice is one the CLI can follow, and no other (wrong) voxel number is given
+    assert "--nan-policy omit" in msg and f"voxel {position}" not in msg
+
+
+def test_nan_policy_omit_scores_the_other_voxels(case, tmp_path):
+    data, out = case
+    position, column, vid = _nan_in_voxel_after_dropped(data / "data" / "neural" / "NH2015")
+    fresh = tmp_path / "omit_out"
+    df = pipeline.run_regression(data, fresh, models=["spectemp"], targets=["NH2015"], progress=False,
+                                 nan_policy="omit")
+    assert set(df["status"]) == {"done"}
+    from fastenc.store import ResultStore
+    r2 = ResultStore(fresh).read("NH2015", "spectemp", False, "avgpool", names=["r2_test"])["r2_test"]
+    assert r2.shape[0] == load_neural(data, "NH2015").n_targets
+    assert np.isnan(r2[position]).all()
+    assert np.isfinite(np.delete(r2, position, axis=0)).all()
+    with pytest.raises(ValueError, match="nan_policy"):
+        pipeline.run_regression(data, fresh, models=["spectemp"], targets=["NH2015"], progress=False,
+                                nan_policy="ignore")
 
 
 def test_b2021_stimulus_order_mismatch(case):
@@ -108,9 +162,24 @@ def test_b2021_stimulus_order_mismatch(case):
     flat = names.ravel()
     flat[3], flat[4] = flat[4].copy(), flat[3].copy()
     scipy.io.savemat(str(mat_path), {"stim_info": mat["stim_info"]})
-    with pytest.raises(ValueError, match=r"B2021 stimulus names in " + re.escape(str(mat_path))
-                       + r" are out of order.*position 3"):
+    with pytest.raises(ValueError, match=r"NH2015 and B2021 stimulus lists disagree.*position 3.* in "
+                       + re.escape(str(mat_path)) + r" \(stim_info.stim_names\) vs .* in "
+                       + re.escape(str(data / "data" / "neural" / "NH2015" / "neural_stim_meta.npy"))):
         pipeline.run_all(data, out, models=["spectemp"], progress=False, figures=False)
+
+
+def test_swapped_nh2015_stimulus_names(case):
+    """The fault is in NH2015's file: the message must not blame B2021's file alone."""
+    data, out = case
+    stim_path = data / "data" / "neural" / "NH2015" / "neural_stim_meta.npy"
+    raw = np.load(stim_path)
+    raw[[20, 21]] = raw[[21, 20]]
+    np.save(stim_path, raw)
+    with pytest.raises(ValueError) as err:
+        pipeline.run_all(data, out, models=["spectemp"], progress=False, figures=False)
+    msg = str(err.value)
+    assert "NH2015 and B2021 stimulus lists disagree" in msg and "position 20" in msg
+    assert str(stim_path) in msg and str(data / "data" / "neural" / "B2021" / "stim_info_v4.mat") in msg
 
 
 def test_layer_width_differs_across_sounds(case):

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from fastenc.registry import (MANIFEST_FILENAME, ModelSpec, load_registry, read_manifest,
-                              resolve_models)
+from fastenc.registry import (MANIFEST_FILENAME, SHIPPED_LAYER_KEYS, ModelSpec, load_registry,
+                              read_manifest, resolve_models)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_manifest_in_data_dir_is_picked_up_and_explicit_wins(tmp_path):
     ({"storage": "zarr"}, "storage"),
     ({"layers": []}, "layers"),
     ({"layers": ["a", "a"]}, "layers"),
-    ({"storage": "h5"}, "layer_keys"),                # layer_keys with h5 storage
+    ({"layer_keys": {"a": ""}}, "layer_keys"),        # empty storage key
     ({"layer_keys": {"zz": "k"}}, "layer_keys"),      # key for an unknown layer
     ({"display_name": 3}, "display_name"),
     ({"has_randnetw": "yes"}, "has_randnetw"),
@@ -119,3 +119,32 @@ def test_manifest_structural_errors(tmp_path):
         load_registry(manifest={"models": {"N": {"layers": ["a"]}}})
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_registry(manifest=tmp_path / "nope.json")
+
+
+def test_resnet50music_conv1_relu1_is_stored_as_relu1(registry):
+    """The study's loader (aud_dnn utils.get_source_features) reads ResNet50music's conv1_relu1 from
+    the h5 dataset 'relu1'; the registry records that alias as data (the layer's storage key)."""
+    assert SHIPPED_LAYER_KEYS == {"ResNet50music": {"conv1_relu1": "relu1"}}
+    spec = registry["ResNet50music"]
+    assert spec.storage == "h5" and spec.layers[0] == "conv1_relu1"
+    assert spec.key_of("conv1_relu1") == "relu1" and spec.key_of("layer1") == "layer1"
+    assert registry.layer_keys("ResNet50music")["conv1_relu1"] == "relu1"
+    for other in ("ResNet50word", "ResNet50multitask", "ResNet50musicSeed2"):
+        if other in registry:
+            assert registry[other].key_of("conv1_relu1") == "conv1_relu1"
+    # a manifest entry replacing the shipped model drops the alias (its own layer_keys apply)
+    replaced = load_registry(manifest={"models": {"ResNet50music": {"layers": ["conv1_relu1"], "storage": "h5"}}})
+    assert replaced["ResNet50music"].key_of("conv1_relu1") == "conv1_relu1"
+
+
+def test_manifest_layer_keys_for_h5_name_datasets():
+    merged = load_registry(manifest={"models": {"MyH5": {"layers": ["conv1", "fc"], "storage": "h5",
+                                                          "layer_keys": {"conv1": "features/relu1"}}}})
+    assert merged.layer_keys("MyH5") == {"conv1": "features/relu1", "fc": "fc"}
+
+
+def test_model_set_members(registry):
+    pairs = registry.model_set_members("FIG2_SEED_PAIRS")
+    assert pairs[:2] == ["Kell2018word", "Kell2018wordSeed2"] and len(pairs) == len(set(pairs)) == 16
+    with pytest.raises(ValueError, match="FIG_2_5_MODEL_LIST"):
+        registry.model_set_members("FIG_2_5_MODEL_LST")
