@@ -5,7 +5,6 @@ only reads the result store, calls them and writes tables (``<out>/*.csv``) and 
 """
 from __future__ import annotations
 
-import uuid
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pandas as pd
 
 from . import analysis as an
 from .progress import Progress
-from .store import ResultStore, fingerprint
+from .store import RecomputeLog, ResultStore, TableCache, combine, fingerprint, method_version
 
 __all__ = ["run_analysis", "run_rsa", "draw_figures", "SPECTEMP"]
 
@@ -196,24 +195,38 @@ def _rsa_participants(data_dir, target, categories=None, prepare=True, corrected
 
 
 def rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry,
-              cache_root=None) -> dict:
+              cache_root=None, inputs=None, overwrite=False) -> dict:
     """RSA of one model version against ``targets``; caches ``<out>/rsa/<target>/<model>[_randnetw].csv``.
 
-    Runs in the driver or on a Dask worker (``run_rsa(..., client=...)``); each cache file is
-    written atomically. Returns ``{target: DataFrame}``.
+    Runs in the driver or on a Dask worker (``run_rsa(..., client=...)``). The activations are
+    loaded and hashed; a target's cached table is reused only when its input record
+    (:class:`fastenc.store.TableCache`) equals ``inputs[target]`` plus that hash, else it is
+    recomputed and written atomically. Returns ``{target: (status, reason)}`` with status
+    ``skipped``, ``done`` or ``recomputed`` (as :func:`fastenc.pipeline.regress_model`).
     """
-    import os
-
     from . import rsa
     from .io import open_model
 
     out = Path(out)
     tag = f"{model}_randnetw" if randnetw else model
+    cache = TableCache(cache_root or out / "rsa")
     with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
-        layers = rsa.prepare_layers([X for _, X in acts.iter_layers()], categories=categories)
-    n_layers = layers.n_items
-    dfs = {}
+        loaded = list(acts.iter_layers())
+    x_hash = combine({f"{i}:{layer}": fingerprint(X) for i, (layer, X) in enumerate(loaded)})
+    status = {}
     for t in targets:
+        record = {**((inputs or {}).get(t) or {}), "activations": x_hash}
+        state, reason = ("overwrite", "overwrite") if overwrite else cache.check(f"{t}/{tag}", record)
+        status[t] = (("skipped", "") if state == "current"
+                     else ("recomputed" if state == "stale" else "done", reason or ""))
+    if all(st == "skipped" for st, _ in status.values()):
+        return status
+    layers = rsa.prepare_layers([X for _, X in loaded], categories=categories)
+    del loaded
+    n_layers = layers.n_items
+    for t in targets:
+        if status[t][0] == "skipped":
+            continue
         recs = []
         for roi, (ids, prepared) in participants[t].items():
             res = rsa.cv_best_layer(layers, prepared)
@@ -225,23 +238,21 @@ def rsa_model(data_dir, out, model, randnetw, targets, participants, categories,
                 recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
                              "rsa": sc, "noise_ceiling": nc, "best_layer_rel": bl})
         df = pd.DataFrame(recs)
-        cache = Path(cache_root or out / "rsa") / t / f"{tag}.csv"
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, cache)
-        dfs[t] = df
-    return dfs
+        cache.write(f"{t}/{tag}", df, {**((inputs or {}).get(t) or {}), "activations": x_hash})
+    return status
 
 
 def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=None, client=None,
-            overwrite=False, corrected=False) -> dict:
+            overwrite=False, corrected=False, log=None) -> dict:
     """METHOD §6 for the neural targets; writes ``rsa_across-models_<target>.csv``.
 
     Per (model, version) the result of every target × ROI is cached atomically in
-    ``<out>/rsa/<target>/<model>[_randnetw].csv`` (``rsa-corrected/`` with ``corrected``) so a
-    resumed run skips it; a fingerprint of the neural data guards the cache like the regression
-    units. Activations are read once per model version for all targets and ROIs. With a Dask
+    ``<out>/rsa/<target>/<model>[_randnetw].csv`` (``rsa-corrected/`` with ``corrected``) with a
+    record of its inputs (:class:`fastenc.store.TableCache`): a cached table is reused only when
+    the version's activations, the stimulus order, names and categories, the target's neural
+    data, the splits and the method version are unchanged, and is recomputed otherwise (logged
+    to ``log``, a :class:`fastenc.store.RecomputeLog`; default: a new one, summarized at the end).
+    Activations are read once per model version for all targets and ROIs. With a Dask
     ``client`` the model versions run as tasks on the cluster
     (:func:`fastenc.distributed.run_rsa_dask`).
 
@@ -250,43 +261,46 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
     """
     from . import rsa
     from .io import load_stimuli
+    from .splits import seed_splits
 
     out = Path(out)
     targets = [t for t in targets if t in NEURAL]
     if not targets:
         return {}
-    categories = load_stimuli(data_dir)["category"].tolist()
+    stimuli = load_stimuli(data_dir)
+    categories = stimuli["category"].tolist()
     cache_root = out / ("rsa-corrected" if corrected else "rsa")
-    participants = {}
+    own_log = log is None
+    log = RecomputeLog(out) if own_log else log
+    participants, inputs = {}, {}
     for t in targets:
         participants[t], fp = _rsa_participants(data_dir, t, categories, corrected=corrected)
-        fp_file = cache_root / t / ".fingerprint"
-        if fp_file.exists() and fp_file.read_text() != fp and not overwrite:
-            raise ValueError(f"{fp_file.parent} holds RSA results computed from different data "
-                             f"(fingerprint {fp_file.read_text()}, now {fp}); use another output folder "
-                             "or overwrite=True to recompute")
-        fp_file.parent.mkdir(parents=True, exist_ok=True)
-        fp_file.write_text(fp)
+        inputs[t] = {"method": method_version(), "neural": fp, "splits": fingerprint(seed_splits()),
+                     "stimuli": fingerprint(stimuli["stim_id"].to_numpy(str), np.array(categories, dtype=str))}
+        (cache_root / t / ".fingerprint").unlink(missing_ok=True)  # guard of fastenc <= 0.1.0
     bar = Progress(len(work), "rsa       ", enabled=progress)
-    todo = []
-    for model, randnetw in work:
-        tag = f"{model}_randnetw" if randnetw else model
-        if not overwrite and all((cache_root / t / f"{tag}.csv").exists() for t in targets):
-            bar.update(1, note=f"{model} (cached)", skipped=True)
-        else:
-            todo.append((model, randnetw))
+
+    def on_model(model, randnetw, status):
+        skipped = all(st == "skipped" for st, _ in status.values())
+        bar.update(1, note=f"{model} (cached)" if skipped else model, skipped=skipped)
+        for t, (st, reason) in status.items():
+            if st == "recomputed":
+                log.add(f"{cache_root.name}/{t}/{model}{'_randnetw' if randnetw else ''}", reason)
+
     if client is None:
         from .ridge import thread_limits
         with thread_limits(n_threads):
-            for model, randnetw in todo:
-                rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry,
-                          cache_root=cache_root)
-                bar.update(1, note=model)
+            for model, randnetw in work:
+                on_model(model, randnetw,
+                         rsa_model(data_dir, out, model, randnetw, targets, participants, categories, registry,
+                                   cache_root=cache_root, inputs=inputs, overwrite=overwrite))
     else:
         from .distributed import run_rsa_dask
-        run_rsa_dask(client, data_dir, out, todo, targets, participants, categories, registry,
-                     n_threads=n_threads, on_model=lambda m, r, _: bar.update(1, note=m),
-                     cache_root=cache_root)
+        run_rsa_dask(client, data_dir, out, work, targets, participants, categories, registry,
+                     n_threads=n_threads, on_model=on_model, cache_root=cache_root, inputs=inputs,
+                     overwrite=overwrite)
+    if own_log:
+        log.summary(verbose=progress)
     tables = {}
     for t in targets:
         long = pd.concat([pd.read_csv(cache_root / t / (f"{m}_randnetw" if r else m).__add__(".csv"))

@@ -8,8 +8,13 @@ Design
 - One task per model version (model, trained/permuted): :func:`fastenc.pipeline.regress_model`
   runs on a worker, reads the activations from the shared ``data_dir`` once, scores every layer
   against every target dataset and writes each unit atomically to the shared ``out`` folder
-  (:class:`fastenc.store.ResultStore`). Finished units are skipped, so a retried task, a
-  resubmitted task or a restarted driver only redo what is missing.
+  (:class:`fastenc.store.ResultStore`). The reuse rule is the single-process one (it lives in
+  ``regress_model``): a finished unit is skipped only when its stored input record (hash of the
+  layer's activations, stimulus order, neural data, splits, alpha grid, method version) equals
+  the current one, and is recomputed otherwise; so a retried task, a resubmitted task or a
+  restarted driver only redo what is missing or stale. Workers report recomputed units and why;
+  the driver logs them (``<out>/fastenc.log``). RSA tasks run ``rsa_model``, which applies the
+  same rule to the RSA cache.
 - The large inputs shared by every task (the prepared :class:`~fastenc.pipeline.TargetBundle` s —
   B2021 is ~140 MB on the real data — the splits, the alpha grid and the registry) are sent once
   per worker with ``client.scatter(..., broadcast=True)``; tasks only carry a reference.
@@ -138,6 +143,8 @@ class SharedRSA:
     categories: list
     registry: object
     cache_root: str | None = None
+    inputs: dict | None = None
+    overwrite: bool = False
 
 
 class _InputError:
@@ -169,9 +176,9 @@ def _regress_task(data_dir, out, model, randnetw, shared, n_threads, overwrite, 
 
     worker = _worker()
 
-    def on_unit(target, model_, randnetw_, layer, status):
+    def on_unit(target, model_, randnetw_, layer, status, reason=""):
         if worker is not None and topic:
-            worker.log_event(topic, [target, model_, bool(randnetw_), layer, status])
+            worker.log_event(topic, [target, model_, bool(randnetw_), layer, status, reason])
 
     with _TASK_LOCK:
         try:
@@ -183,6 +190,7 @@ def _regress_task(data_dir, out, model, randnetw, shared, n_threads, overwrite, 
 
 
 def _rsa_task(data_dir, out, model, randnetw, targets, shared, n_threads):
+    """RSA of one model version on a worker; returns ``{target: (status, reason)}``."""
     from .analysis_stage import rsa_model
 
     worker = _worker()
@@ -191,7 +199,8 @@ def _rsa_task(data_dir, out, model, randnetw, targets, shared, n_threads):
             from .ridge import thread_limits
             with thread_limits(_numba_threads(n_threads, worker)):
                 return rsa_model(data_dir, out, model, randnetw, targets, shared.participants,
-                                 shared.categories, shared.registry, cache_root=shared.cache_root)
+                                 shared.categories, shared.registry, cache_root=shared.cache_root,
+                                 inputs=shared.inputs, overwrite=shared.overwrite)
         except (ValueError, FileNotFoundError) as e:
             return _InputError(e)
 
@@ -326,54 +335,57 @@ def run_regression_dask(client, data_dir, out, work, bundles, registry, splits, 
     Same results as the single-process loop of :func:`fastenc.pipeline.run_regression` (which
     calls this when given a client): bit-identical unit files, whatever the number of workers.
     ``data_dir`` and ``out`` must be paths every worker can read and write (a shared
-    filesystem). ``on_unit(target, model, randnetw, layer, status)`` is called in the calling
-    thread once per unit, as the workers finish them.
+    filesystem). ``on_unit(target, model, randnetw, layer, status, reason)`` is called in the
+    calling thread once per unit, as the workers finish them (status and reason as in
+    :func:`fastenc.pipeline.regress_model`).
 
     Returns
     -------
-    list of (target, model, randnetw, layer, status)
+    list of (target, model, randnetw, layer, status, reason)
     """
     from pathlib import Path
 
     data_dir, out = str(Path(data_dir).resolve()), str(Path(out).resolve())
     seen = {}
 
-    def report(target, model, randnetw, layer, status):
+    def report(target, model, randnetw, layer, status, reason=""):
         key = (target, model, bool(randnetw), layer)
         if key in seen:
             return
-        seen[key] = status
+        seen[key] = (status, reason)
         if on_unit:
-            on_unit(target, model, bool(randnetw), layer, status)
+            on_unit(target, model, bool(randnetw), layer, status, reason)
 
     def on_event(msg):
         report(*msg)
 
     def on_result(item, value):
         model, randnetw = item
-        for target, layer, status in value:
-            report(target, model, randnetw, layer, status)
+        for target, layer, status, reason in value:
+            report(target, model, randnetw, layer, status, reason)
 
     shared = SharedInputs(bundles=list(bundles), registry=registry, splits=splits, alphas=alphas)
     items = [(m, bool(r)) for m, r in work]
     _run_tasks(client, _regress_task, items, shared,
                lambda it, fut, topic: (data_dir, out, it[0], it[1], fut, n_threads, overwrite, topic),
                on_result, on_event=on_event, retries=retries, resubmit=resubmit, label="fastenc-regress")
-    return [(*k, s) for k, s in seen.items()]
+    return [(*k, *s) for k, s in seen.items()]
 
 
 def run_rsa_dask(client, data_dir, out, work, targets, participants, categories, registry, n_threads=None,
-                 on_model=None, retries=3, resubmit=2, cache_root=None):
+                 on_model=None, retries=3, resubmit=2, cache_root=None, inputs=None, overwrite=False):
     """RSA stage on a Dask cluster: one task per model version, results cached under ``out/rsa``.
 
-    ``on_model(model, randnetw, {target: DataFrame})`` is called in the calling thread as
-    versions finish.
+    Each task runs :func:`fastenc.analysis_stage.rsa_model` (same reuse rule as without Dask:
+    ``inputs`` per target, the activations hashed on the worker). ``on_model(model, randnetw,
+    {target: (status, reason)})`` is called in the calling thread as versions finish.
     """
     from pathlib import Path
 
     data_dir, out = str(Path(data_dir).resolve()), str(Path(out).resolve())
     shared = SharedRSA(participants=participants, categories=list(categories), registry=registry,
-                       cache_root=str(Path(cache_root).resolve()) if cache_root is not None else None)
+                       cache_root=str(Path(cache_root).resolve()) if cache_root is not None else None,
+                       inputs=inputs, overwrite=bool(overwrite))
     items = [(m, bool(r)) for m, r in work]
     _run_tasks(client, _rsa_task, items, shared,
                lambda it, fut, topic: (data_dir, out, it[0], it[1], list(targets), fut, n_threads),

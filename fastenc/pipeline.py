@@ -1,10 +1,14 @@
 """The whole study, end to end: ``run_all`` = regression → analysis → RSA → figures.
 
 Work is organised in units (target dataset × model × trained/permuted × layer), each stored
-atomically by :class:`fastenc.store.ResultStore`; a killed run, started again, skips finished
-units and redoes the rest. The regression stage runs one task per (model, trained/permuted):
-the activations of a model are read once (per-sound pickles are read once per model, not
-once per layer) and every layer is scored against every target dataset.
+atomically by :class:`fastenc.store.ResultStore` with a record of its inputs; a killed run,
+started again, reuses the finished units whose inputs are unchanged and redoes the rest. A
+finished unit whose inputs changed (its layer's activations, the stimulus order or names, the
+target's neural data, the splits, the alpha grid or :data:`fastenc.store.METHOD_VERSION`) is
+recomputed and replaced, and logged (:class:`fastenc.store.RecomputeLog`, ``<out>/fastenc.log``).
+The regression stage runs one task per (model, trained/permuted): the activations of a model
+are read once (per-sound pickles are read once per model, not once per layer) and every layer
+is hashed (to check the stored units) and scored against every target dataset that needs it.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from .registry import Registry, load_registry, resolve_models
 from .ridge import check_alphas
 from .scoring import Targets, prepare_targets, score_layer
 from .splits import seed_splits
-from .store import ResultStore, fingerprint
+from .store import RecomputeLog, ResultStore, combine, fingerprint, method_version
 
 __all__ = ["run_all", "run_regression", "TARGETS", "default_demo_dir", "TargetBundle", "load_target_bundle",
            "regress_model"]
@@ -48,6 +52,8 @@ class TargetBundle:
     repeated: bool
     subj_idx: np.ndarray | None
     roi_labels: np.ndarray | None
+    #: input record of this target's units, all but the activations (see fastenc.store.INPUT_KINDS)
+    inputs: dict | None = None
 
 
 def load_target_bundle(data_dir, name, splits, alphas, nan_policy="raise") -> TargetBundle:
@@ -59,61 +65,75 @@ def load_target_bundle(data_dir, name, splits, alphas, nan_policy="raise") -> Ta
     if nan_policy == "raise":
         nd.check_finite()
     tg = prepare_targets(nd.Y, nan_policy=nan_policy)
-    fp = fingerprint(tg.Yt, splits, alphas)
+    inputs = {"method": method_version(),
+              "stimuli": fingerprint(np.array(nd.stim_ids, dtype=str)),
+              "neural": fingerprint(tg.Yt, tg.kept, np.array([tg.n_targets, tg.n_reps]),
+                                    np.array(nd.target_names, dtype=str)),
+              "splits": fingerprint(splits),
+              "alphas": fingerprint(alphas)}
+    fp = combine(inputs)
     subj = roi = None
     if nd.roi_meta is not None:
         subj = nd.roi_meta["subj_idx"].to_numpy()
         roi = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
     return TargetBundle(name=name, targets=tg, target_names=list(nd.target_names), fingerprint=fp,
-                        repeated=nd.has_repetitions, subj_idx=subj, roi_labels=roi)
+                        repeated=nd.has_repetitions, subj_idx=subj, roi_labels=roi, inputs=inputs)
 
 
 def regress_model(data_dir, out, model, randnetw, bundles, registry: Registry, splits, alphas,
                   n_threads=None, overwrite=False, on_unit=None):
-    """Score every layer of one model version against every target; skip finished units.
+    """Score every layer of one model version against every target; reuse finished units
+    computed from the same inputs.
 
-    Returns a list of ``(target, layer, status)`` with status ``"done"`` or ``"skipped"``.
+    Each layer's activations are loaded and hashed; a unit is reused when its stored input record
+    equals the current one (activations hash + the bundle's ``inputs``), and is otherwise
+    (re)computed and written atomically. Returns a list of ``(target, layer, status, reason)``:
+    status ``"skipped"`` (reused), ``"done"`` (missing or unfinished, or ``overwrite``) or
+    ``"recomputed"`` (finished from other inputs; ``reason`` says which changed).
+    ``on_unit(target, model, randnetw, layer, status, reason)`` is called per unit.
     Safe to retry after a crash: each unit is written atomically under a unique temporary name.
     (Do not run two drivers on one output folder at once: each starts by removing leftover
     temporary files.)
     """
     store = ResultStore(out)
     spec = registry.spec(model)
-    todo = []
     report = []
-    for layer in spec.layers:
-        need = [b for b in bundles
-                if overwrite or not store.is_complete(b.name, model, randnetw, layer, b.fingerprint)]
-        if need:
-            todo.append((layer, need))
-        for b in bundles:
-            if b not in need:
-                report.append((b.name, layer, "skipped"))
-                if on_unit:
-                    on_unit(b.name, model, randnetw, layer, "skipped")
-    if not todo:
-        return report
     acts = open_model(data_dir, model, randnetw=randnetw, registry=registry)
     with acts:
-        for layer, need in todo:
+        for layer in spec.layers:
             try:
                 X = acts.load_layer(layer)
             except (ValueError, OSError) as e:
                 if f"model {model!r}" in str(e):  # already names the file, model and layer at fault
                     raise
                 raise type(e)(f"{e} [model {model}{' (randnetw)' if randnetw else ''}, layer {layer}]") from e
-            for b in need:
-                try:
-                    s = score_layer(X, b.targets, splits=splits, alphas=alphas, n_threads=n_threads)
-                except ValueError as e:
-                    raise ValueError(f"scoring {model}{' (randnetw)' if randnetw else ''} layer {layer} "
-                                     f"against {b.name}: {e}") from e
-                store.write(b.name, model, randnetw, layer, s.arrays(), s.summary(), b.target_names,
-                            b.fingerprint, attrs={"n_units": X.shape[1]})
-                report.append((b.name, layer, "done"))
+            x_hash = fingerprint(X)
+            for b in bundles:
+                inputs = {**_bundle_inputs(b), "activations": x_hash}
+                state, reason = ("overwrite", "overwrite") if overwrite else \
+                    store.check(b.name, model, randnetw, layer, inputs)
+                if state == "current":
+                    status, reason = "skipped", ""
+                else:
+                    try:
+                        s = score_layer(X, b.targets, splits=splits, alphas=alphas, n_threads=n_threads)
+                    except ValueError as e:
+                        raise ValueError(f"scoring {model}{' (randnetw)' if randnetw else ''} layer {layer} "
+                                         f"against {b.name}: {e}") from e
+                    store.write(b.name, model, randnetw, layer, s.arrays(), s.summary(), b.target_names,
+                                inputs, attrs={"n_units": X.shape[1]})
+                    status = "recomputed" if state == "stale" else "done"
+                    reason = reason or ""
+                report.append((b.name, layer, status, reason))
                 if on_unit:
-                    on_unit(b.name, model, randnetw, layer, "done")
+                    on_unit(b.name, model, randnetw, layer, status, reason)
     return report
+
+
+def _bundle_inputs(b) -> dict:
+    if b.inputs is None:
+        raise ValueError(f"target bundle {b.name!r} has no input record; build it with load_target_bundle")
+    return b.inputs
 
 
 def _check_incomplete_versions(data_dir, registry, names, present):
@@ -186,8 +206,16 @@ def plan_models(data_dir, registry, models=None):
 
 
 def run_regression(data_dir, out, models=None, targets=None, n_threads=None, overwrite=False,
-                   progress=True, client=None, registry=None, alphas=None, nan_policy="raise"):
-    """Regression stage over all (target, model, version, layer) units. Returns a summary DataFrame."""
+                   progress=True, client=None, registry=None, alphas=None, log=None, nan_policy="raise"):
+    """Regression stage over all (target, model, version, layer) units.
+
+    Returns a DataFrame, one row per unit: ``target, model, randnetw, layer, status, reason``
+    (status ``skipped``, ``done`` or ``recomputed``, see :func:`regress_model`). Recomputed
+    units are logged to ``log`` (a :class:`fastenc.store.RecomputeLog`; default: a new one
+    whose summary is printed to stderr at the end, one line when ``progress`` is False).
+    """
+    own_log = log is None
+    log = RecomputeLog(out) if own_log else log
     registry = registry or load_registry(data_dir)
     targets = list(targets or default_targets(data_dir))
     unknown = [t for t in targets if t not in TARGETS]
@@ -204,9 +232,11 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
     bar = Progress(total, "regression", enabled=progress)
     rows = []
 
-    def on_unit(target, model, randnetw, layer, status):
+    def on_unit(target, model, randnetw, layer, status, reason=""):
         bar.update(1, note=f"{model}{'*' if randnetw else ''} {layer}", skipped=status == "skipped")
-        rows.append((target, model, randnetw, layer, status))
+        rows.append((target, model, randnetw, layer, status, reason))
+        if status == "recomputed":
+            log.add(store.unit_name(target, model, randnetw, layer), reason)
 
     if client is None:
         for model, randnetw in work:
@@ -216,7 +246,9 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
         from .distributed import run_regression_dask
         run_regression_dask(client, data_dir, out, work, bundles, registry, splits, alphas,
                             n_threads=n_threads, overwrite=overwrite, on_unit=on_unit)
-    return pd.DataFrame(rows, columns=["target", "model", "randnetw", "layer", "status"])
+    if own_log:
+        log.summary(verbose=progress)
+    return pd.DataFrame(rows, columns=["target", "model", "randnetw", "layer", "status", "reason"])
 
 
 def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
@@ -230,7 +262,8 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         Data root holding ``data/`` and ``model_actv/`` (the study's layout). Default: the
         embedded demo, built in :func:`default_demo_dir` if missing.
     out : path
-        Output folder (created). Finished units there are reused.
+        Output folder (created). Finished units there are reused when everything they were
+        computed from is unchanged, else recomputed (see ``<out>/fastenc.log``).
     models : list of str, optional
         Model names or registry model sets (e.g. ``"FIG_2_5_MODEL_LIST"``); default every
         registry model whose activations are present.
@@ -240,7 +273,8 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     n_threads : int, optional
         Numba threads (default all cores).
     overwrite : bool
-        Recompute finished units.
+        Recompute finished units (by default a finished unit or RSA table is reused only when
+        everything it was computed from is unchanged, and recomputed otherwise).
     client : dask.distributed.Client, optional
         Run the regression units on a Dask cluster.
     rsa, figures : bool
@@ -276,20 +310,24 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     out.mkdir(parents=True, exist_ok=True)
     registry = load_registry(data_dir, manifest=manifest)
     targets = list(targets or default_targets(data_dir))
+    log = RecomputeLog(out)
     reg = run_regression(data_dir, out, models=models, targets=targets, n_threads=n_threads,
                          overwrite=overwrite, progress=progress, client=client, registry=registry,
-                         alphas=alphas, nan_policy=nan_policy)
+                         alphas=alphas, nan_policy=nan_policy, log=log)
     work = plan_models(data_dir, registry, models)
     tables = analysis_stage.run_analysis(data_dir, out, work, targets, registry, progress=progress)
     if rsa:
         tables.update(analysis_stage.run_rsa(data_dir, out, work, targets, registry, progress=progress,
                                              n_threads=n_threads, client=client, overwrite=overwrite,
-                                             corrected=rsa_corrected))
+                                             corrected=rsa_corrected, log=log))
     if figures:
         analysis_stage.draw_figures(out, tables, registry)
     tables["regression_units"] = reg
     if progress:
-        n_done = int((reg["status"] == "done").sum())
+        n_reused = int((reg["status"] == "skipped").sum())
+        n_recomputed = int((reg["status"] == "recomputed").sum())
         print(f"\nfastenc run-all finished in {time.perf_counter() - t0:.1f} s "
-              f"({n_done} units computed, {len(reg) - n_done} reused) -> {out}", file=sys.stderr)
+              f"({len(reg) - n_reused} units computed, of which {n_recomputed} recomputed because inputs "
+              f"changed, {n_reused} reused) -> {out}", file=sys.stderr)
+    log.summary(verbose=progress)
     return tables

@@ -211,7 +211,7 @@ def test_driver_killed_then_rerun_skips_finished_units(cl, demo, reference, tmp_
     assert 3 <= len(finished) < N_UNITS
     reg = pipeline.run_regression(demo, out, models=MODELS, progress=False, client=cl)
     status = {Path("regression", t, f"{m}_randnetw" if r else m, f"{layer}.h5"): s
-              for t, m, r, layer, s in reg.itertuples(index=False)}
+              for t, m, r, layer, s, _ in reg.itertuples(index=False)}
     assert len(status) == N_UNITS
     assert {rel for rel, s in status.items() if s == "skipped"} == set(finished)
     assert {rel: (out / rel).stat().st_mtime_ns for rel in finished} == finished  # untouched
@@ -232,13 +232,39 @@ def test_partial_unit_files_are_never_read_as_complete(cl, demo, reference, tmp_
     leftover = out / "regression/NH2015/DemoCNN/.conv4.h5.tmp-99999"
     leftover.write_bytes(b"half a file")
     store = ResultStore(out)
-    fp = h5py.File(reference / truncated, "r").attrs["fingerprint"]
-    assert not store.is_complete("NH2015", "DemoCNN", False, "conv3", fp)
-    assert not store.is_complete("B2021", "DemoCNN", True, "fc", fp)
+    with h5py.File(reference / truncated, "r") as f:
+        inputs = {k[len("input_"):]: v for k, v in f.attrs.items() if k.startswith("input_")}
+    assert store.is_complete("NH2015", "DemoCNN", False, "conv2", inputs) is False  # other activations
+    assert store.check("NH2015", "DemoCNN", False, "conv3", inputs)[0] == "incomplete"
+    assert store.check("B2021", "DemoCNN", True, "fc", inputs)[0] == "incomplete"
 
     reg = pipeline.run_regression(demo, out, models=MODELS, progress=False, client=cl)
     redone = {Path("regression", t, f"{m}_randnetw" if r else m, f"{layer}.h5")
-              for t, m, r, layer, s in reg.itertuples(index=False) if s == "done"}
+              for t, m, r, layer, s, _ in reg.itertuples(index=False) if s == "done"}
     assert redone == {truncated, unflagged}
     assert not leftover.exists()
     assert_same_results(out, reference)
+
+
+def test_changed_activations_recomputed_on_workers_too(cl, demo, reference, tmp_path):
+    """The Dask path applies the reuse rule of the local one: only the units of the changed
+    layer are recomputed (and reported with the reason), with the same result as locally."""
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    with h5py.File(data / "model_actv" / "DemoCNN" / "natsound_activations_randnetw.h5", "r+") as f:
+        f["conv4"][...] = np.random.default_rng(3).standard_normal(f["conv4"].shape)
+    outs = {}
+    for how in ("dask", "local"):
+        out = outs[how] = tmp_path / how
+        shutil.copytree(reference / "regression", out / "regression")
+        before = {rel: (out / rel).stat().st_mtime_ns for rel in units(out)}
+        reg = pipeline.run_regression(data, out, models=MODELS, progress=False,
+                                      client=cl if how == "dask" else None)
+        changed = {Path("regression", t, "DemoCNN_randnetw", "conv4.h5") for t in pipeline.TARGETS}
+        assert {rel for rel in units(out) if (out / rel).stat().st_mtime_ns != before[rel]} == changed
+        rows = reg[reg["status"] != "skipped"]
+        assert set(zip(rows["target"], rows["layer"], rows["status"], rows["reason"])) == \
+            {(t, "conv4", "recomputed", "activations changed") for t in pipeline.TARGETS}
+        assert len(reg) == N_UNITS
+        assert "recomputed (activations changed)" in (out / "fastenc.log").read_text()
+    assert_same_results(outs["dask"], outs["local"])
