@@ -78,9 +78,12 @@ __all__ = [
     "best_layer_independent_splits",
     "spectemp_independent_splits",
     "components_independent_splits",
+    "joined",
     "across_models_summary",
+    "ROI_PAIRS",
     "best_layer_per_roi",
     "roi_model_table",
+    "roi_summary",
     "roi_wilcoxon",
     "BootstrapResult",
     "bootstrap_model_comparison",
@@ -554,16 +557,30 @@ def components_independent_splits(values, component_names: Sequence[str] | None 
 # --------------------------------------------------------------------------------------
 # across models
 # --------------------------------------------------------------------------------------
-def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp") -> pd.DataFrame:
+def joined(models: Sequence) -> str:
+    """The ``pooled_models`` cell of an output table: model names joined by ``;``."""
+    return ";".join(str(m) for m in models)
+
+
+def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp",
+                          pool: Sequence[str] | None = None) -> pd.DataFrame:
     """Bar heights and error bars across models.
 
     ``df``: long table with columns ``model``, ``randnetw`` (bool), ``subj_idx``, ``score``
     (one row per model x randnetw x participant, e.g. from ``BestLayerResult.subject_scores``).
     For each ``randnetw`` panel the conditions are that panel's models plus the ``spectemp``
     baseline (if present, under ``randnetw == False``); every condition must have the same
-    participants. Returns one row per (randnetw, model) with ``mean`` (over participants),
-    ``sem`` (within-subject SEM over the panel's conditions), ``n_subjects``, sorted by
-    ``randnetw`` then descending ``mean``.
+    participants.
+
+    ``pool``: the models whose within-subject SEM is pooled (METHOD §5, "model sets": the
+    figure's set, e.g. FIG_2_5_MODEL_LIST, as far as present). A panel's pooled conditions are
+    its versions of the ``pool`` models plus the baseline; the SEM of those rows is computed over
+    them only. Rows of models outside ``pool`` get the SEM over all conditions of their panel.
+    Default (None): every row's SEM is pooled over all conditions of its panel.
+
+    Returns one row per (randnetw, model) with ``mean`` (over participants), ``sem``
+    (within-subject SEM), ``n_subjects``, ``in_pool`` and ``pooled_models`` (the conditions that
+    row's SEM was pooled over, ``;``-joined), sorted by ``randnetw`` then descending ``mean``.
     """
     need = {"model", "randnetw", "subj_idx", "score"}
     if not need.issubset(df.columns):
@@ -574,6 +591,7 @@ def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp") -
     d["randnetw"] = d["randnetw"].astype(bool)
     is_st = (d["model"] == spectemp) if spectemp is not None else pd.Series(False, index=d.index)
     base = d[is_st & ~d["randnetw"]]
+    pool_set = None if pool is None else set(pool)
     rows = []
     for rn in sorted(d.loc[~is_st, "randnetw"].unique()):
         panel = pd.concat([d[~is_st & (d["randnetw"] == rn)], base])
@@ -582,13 +600,24 @@ def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp") -
         missing = present.index[present < wide.shape[0]].tolist()
         if missing:
             raise ValueError(f"models {missing} lack some participants (randnetw={rn})")
-        sem = (within_subject_sem(wide.to_numpy()) if wide.shape[0] >= 2
-               else np.full(wide.shape[1], np.nan))
-        for j, model in enumerate(wide.columns):
+        conds = list(wide.columns)
+        groups = {m: conds for m in conds}
+        if pool_set is not None:
+            pooled = [m for m in conds if m in pool_set or m == spectemp]
+            groups.update({m: pooled for m in pooled})
+        sems = {}
+        for g in {tuple(v) for v in groups.values()}:
+            sem = (within_subject_sem(wide[list(g)].to_numpy()) if wide.shape[0] >= 2
+                   else np.full(len(g), np.nan))
+            sems[g] = dict(zip(g, sem))
+        for model in conds:
+            g = tuple(groups[model])
             rows.append({"randnetw": bool(rn), "model": model,
                          "is_baseline": model == spectemp,
-                         "mean": float(np.mean(wide[model].to_numpy())), "sem": float(sem[j]),
-                         "n_subjects": int(wide.shape[0])})
+                         "mean": float(np.mean(wide[model].to_numpy())), "sem": float(sems[g][model]),
+                         "n_subjects": int(wide.shape[0]),
+                         "in_pool": pool_set is None or model in pool_set or model == spectemp,
+                         "pooled_models": joined(g)})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -599,6 +628,12 @@ def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp") -
 # --------------------------------------------------------------------------------------
 # best layer per anatomical ROI
 # --------------------------------------------------------------------------------------
+#: ROI pairs compared across models (METHOD §5): Primary vs each non-primary ROI, then the
+#: non-primary ROIs against each other (the study ran these with ``scatter_anat_roi_across_models``).
+ROI_PAIRS = (("Primary", "Anterior"), ("Primary", "Lateral"), ("Primary", "Posterior"),
+             ("Anterior", "Lateral"), ("Anterior", "Posterior"), ("Lateral", "Posterior"))
+
+
 def best_layer_per_roi(values, subj_idx, roi_labels, rois: Sequence[str] = ROI_ORDER,
                        clip: bool = True) -> pd.DataFrame:
     """Relative best-layer position per participant x ROI (METHOD §5).
@@ -651,37 +686,129 @@ def roi_model_table(per_model: Mapping[str, pd.DataFrame],
     return out
 
 
-def roi_wilcoxon(table: pd.DataFrame, primary: str = "Primary",
-                 others: Sequence[str] = ("Anterior", "Lateral", "Posterior")) -> pd.DataFrame:
-    """Primary vs each non-primary ROI across models, Wilcoxon signed-rank.
+def roi_summary(per_subject: pd.DataFrame, models: Sequence[str] | None = None,
+                rois: Sequence[str] = ROI_ORDER, sem: str = "subjects") -> pd.DataFrame:
+    """Across-model summary of the best-layer position per ROI (METHOD §5, and §6 for RSA).
 
-    Exact call, per ROI: ``scipy.stats.wilcoxon(table[primary], table[roi], method="approx")``
-    (two-sided, zero_method="wilcox", no continuity correction, NaN propagates): the normal
-    approximation reproduces the published p values. Returns a DataFrame indexed by ROI with
-    ``statistic``, ``pvalue``, ``n_models``, ``mean_primary``, ``mean_roi``.
+    ``per_subject``: long DataFrame with columns ``source_model``, ``randnetw``, ``subj_idx``,
+    ``roi``, ``rel_pos`` (one row per model version x participant x ROI, e.g. the rows of
+    :func:`best_layer_per_roi` with the model columns added). ``models``: the pooled models
+    (METHOD §5 "model sets", e.g. FIG_7_MODEL_LIST as far as present); default every model of
+    ``per_subject``. Only pooled models get rows.
+
+    Per ``randnetw`` panel and ROI, with the (participants x pooled models) matrix of
+    ``rel_pos`` over the participants that have that ROI for every pooled model:
+    ``rel_pos_mean`` = mean over participants (``np.mean``, NaN propagates);
+    ``rel_pos_yerr`` = within-subject SEM over the pooled models: subtract each participant's
+    mean across the pooled models, ``np.std`` (ddof 0) over participants, divided by
+    ``sqrt(n_participants - 1)`` (``sem="subjects"``, METHOD §5) or by ``sqrt(n_models - 1)``
+    (``sem="models"``, the reference study's RSA figure, METHOD §6 quirk). NaN with fewer than
+    2 pooled models (the error is over models) or 2 participants.
+
+    Returns columns ``source_model, randnetw, roi, rel_pos_mean, rel_pos_yerr,
+    n_participants, n_models, pooled_models``; an ROI without participants has NaN values and
+    ``n_participants`` 0.
     """
-    if primary not in table.columns:
-        raise ValueError(f"table lacks column {primary!r}")
+    need = {"source_model", "randnetw", "subj_idx", "roi", "rel_pos"}
+    if not need.issubset(per_subject.columns):
+        raise ValueError(f"per_subject needs columns {sorted(need)}, has {list(per_subject.columns)}")
+    if sem not in ("subjects", "models"):
+        raise ValueError(f"sem must be 'subjects' or 'models', got {sem!r}")
+    d = per_subject.copy()
+    d["randnetw"] = d["randnetw"].astype(bool)
+    if d.duplicated(["source_model", "randnetw", "subj_idx", "roi"]).any():
+        raise ValueError("duplicate (source_model, randnetw, subj_idx, roi) rows")
+    if models is None:
+        models = list(dict.fromkeys(d["source_model"]))
+    else:
+        models = list(dict.fromkeys(models))
     rows = []
-    for roi in others:
-        if roi not in table.columns:
-            raise ValueError(f"table lacks column {roi!r}")
-        x = table[primary].to_numpy(float)
-        y = table[roi].to_numpy(float)
-        res = stats.wilcoxon(x, y, method="approx")
-        rows.append({"roi": roi, "statistic": float(res.statistic), "pvalue": float(res.pvalue),
-                     "n_models": int(len(x)), "mean_primary": float(np.mean(x)),
-                     "mean_roi": float(np.mean(y))})
-    return pd.DataFrame(rows).set_index("roi")
+    for rn in sorted(d["randnetw"].unique()):
+        panel = d[(d["randnetw"] == rn) & d["source_model"].isin(models)]
+        pooled = [m for m in models if m in set(panel["source_model"])]
+        if not pooled:
+            continue
+        for roi in rois:
+            g = panel[panel["roi"] == roi]
+            wide = g.pivot(index="subj_idx", columns="source_model", values="rel_pos")
+            wide = wide.reindex(columns=pooled)
+            has = g.groupby(["subj_idx", "source_model"]).size().unstack().reindex(columns=pooled)
+            keep = has.notna().all(axis=1) if len(has) else pd.Series(dtype=bool)
+            M = wide.loc[keep[keep].index].to_numpy(dtype=float) if len(keep) else np.empty((0, len(pooled)))
+            n_s, n_m = M.shape
+            if n_s >= 2 and n_m >= 2:
+                dm = M - M.mean(axis=1, keepdims=True)
+                div = np.sqrt((n_s if sem == "subjects" else n_m) - 1)
+                yerr = np.std(dm, axis=0, ddof=0) / div
+            else:
+                yerr = np.full(n_m, np.nan)
+            mean = M.mean(axis=0) if n_s else np.full(n_m, np.nan)
+            for j, m in enumerate(pooled):
+                rows.append({"source_model": m, "randnetw": bool(rn), "roi": roi,
+                             "rel_pos_mean": float(mean[j]), "rel_pos_yerr": float(yerr[j]),
+                             "n_participants": int(n_s), "n_models": int(n_m),
+                             "pooled_models": joined(pooled)})
+    cols = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr", "n_participants",
+            "n_models", "pooled_models"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def roi_wilcoxon(table: pd.DataFrame, pairs: Sequence[tuple[str, str]] = ROI_PAIRS) -> pd.DataFrame:
+    """ROI vs ROI across models, Wilcoxon signed-rank (METHOD §5).
+
+    ``table``: models x ROIs (e.g. ``rel_pos_mean`` of :func:`roi_summary` pivoted). Per pair
+    ``(roi_1, roi_2)`` (default :data:`ROI_PAIRS`: Primary vs Anterior/Lateral/Posterior, then
+    the non-primary ROIs against each other), over the models where both values are finite:
+    ``scipy.stats.wilcoxon(table[roi_1], table[roi_2], method="approx")`` (two-sided,
+    zero_method="wilcox", no continuity correction): the normal approximation reproduces the
+    published p values. Returns one row per pair with ``roi_1``, ``roi_2``, ``statistic``,
+    ``p_value``, ``n_models``, ``mean_1``, ``mean_2`` (means over those models); NaN where fewer
+    than 2 models remain or every difference is zero.
+    """
+    rows = []
+    for a, b in pairs:
+        for r in (a, b):
+            if r not in table.columns:
+                raise ValueError(f"table lacks column {r!r}")
+        x = table[a].to_numpy(float)
+        y = table[b].to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        stat = p = np.nan
+        if x.size >= 2 and np.any(x != y):
+            res = stats.wilcoxon(x, y, method="approx")
+            stat, p = float(res.statistic), float(res.pvalue)
+        rows.append({"roi_1": a, "roi_2": b, "statistic": stat, "p_value": p, "n_models": int(x.size),
+                     "mean_1": float(np.mean(x)) if x.size else np.nan,
+                     "mean_2": float(np.mean(y)) if y.size else np.nan})
+    return pd.DataFrame(rows, columns=["roi_1", "roi_2", "statistic", "p_value", "n_models",
+                                       "mean_1", "mean_2"])
 
 
 # --------------------------------------------------------------------------------------
 # model comparisons
 # --------------------------------------------------------------------------------------
+def _count_at_least(null: np.ndarray, obs: float) -> int:
+    """Number of ``null`` values >= ``obs``, with a relative tolerance of 100 eps (a resample
+    equal to the observed value in exact arithmetic may differ from it by rounding)."""
+    tol = abs(obs) * np.finfo(np.float64).eps * 100
+    return int(np.sum(null >= obs - tol))
+
+
 @dataclass(frozen=True)
 class BootstrapResult:
-    """``p_value`` = fraction of bootstrap means of model 2 strictly greater than ``mean_1``."""
+    """Subject bootstrap of model 2 against model 1's mean.
+
+    * ``p_value`` = (k + 1) / (N + 1) with k = number of the N bootstrap means of model 2 at least
+      ``mean_1`` (never 0);
+    * ``p_value_study`` = the reference study's raw fraction of bootstrap means strictly greater
+      than ``mean_1`` (``pairwise_model_comparison_subject_boostrap``; can be 0);
+    * ``n_resamples`` = N.
+    NaN input gives NaN p values.
+    """
     p_value: float
+    p_value_study: float
+    n_resamples: int
     mean_1: float
     mean_2: float
     boot_means: np.ndarray
@@ -694,8 +821,7 @@ def bootstrap_model_comparison(subject_values_1, subject_values_2, n_boot: int =
     Stream use, identical to the reference: ``np.random.seed(seed)``, then per resample
     ``np.random.choice(values_2, size=len(values_2), replace=True)`` and its mean. Implemented
     as one ``RandomState(seed).choice(values_2, size=(n_boot, n))`` call, which draws the same
-    indices in the same order (tested). p = fraction of resampled means > mean of model 1.
-    NaN propagates.
+    indices in the same order (tested). One-sided: small p = model 1 above model 2.
     """
     v1 = _as_float_array(subject_values_1, "subject_values_1", 1)
     v2 = _as_float_array(subject_values_2, "subject_values_2", 1)
@@ -706,28 +832,67 @@ def bootstrap_model_comparison(subject_values_1, subject_values_2, n_boot: int =
     rs = np.random.RandomState(seed)
     boot = rs.choice(v2, size=(n_boot, v2.size), replace=True).mean(axis=1)
     m1 = float(np.mean(v1))
-    return BootstrapResult(p_value=float(np.mean(boot > m1)), mean_1=m1,
-                           mean_2=float(np.mean(v2)), boot_means=boot)
+    if np.isnan(m1) or np.isnan(boot).any():
+        p = p_study = np.nan
+    else:
+        p = (_count_at_least(boot, m1) + 1) / (n_boot + 1)
+        p_study = float(np.mean(boot > m1))
+    return BootstrapResult(p_value=float(p), p_value_study=float(p_study), n_resamples=int(n_boot),
+                           mean_1=m1, mean_2=float(np.mean(v2)), boot_means=boot)
 
 
 @dataclass(frozen=True)
 class PermutationResult:
-    """``observed`` = mean(values_1) - mean(values_2); ``null`` the permuted differences;
-    ``p_value`` two-sided = fraction of |null| >= |observed|; ``p_greater`` one-sided =
-    fraction of null >= observed."""
+    """Permutation test of pooled values (components).
+
+    * ``observed`` = mean(values_1) - mean(values_2); ``null`` the N permuted differences;
+    * ``p_value`` = (k + 1) / (N + 1), one-sided, k = number of null differences >= observed;
+    * ``p_value_study`` = the reference study's raw fraction of null differences strictly greater
+      than observed (``pairwise_model_comparison_comp_boostrap``; can be 0);
+    * ``n_resamples`` = N.
+    """
     observed: float
     p_value: float
-    p_greater: float
+    p_value_study: float
+    n_resamples: int
     null: np.ndarray
+
+
+_PERM_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _shuffle_indices(seed: int, n: int, n_perm: int) -> np.ndarray:
+    """(n_perm, n) index permutations of ``np.random.seed(seed)`` followed by one
+    ``np.random.shuffle`` of a fresh length-n array per permutation (private stream, cached).
+
+    The legacy shuffle's swaps depend only on the length, so shuffling ``values`` gives
+    ``values[idx]`` with ``idx`` the shuffled ``arange(n)``."""
+    key = (int(seed), int(n), int(n_perm))
+    with _MASK_LOCK:
+        out = _PERM_CACHE.get(key)
+    if out is None:
+        rs = np.random.RandomState(seed)
+        out = np.empty((n_perm, n), dtype=np.int64)
+        for k in range(n_perm):
+            a = np.arange(n)
+            rs.shuffle(a)
+            out[k] = a
+        out.flags.writeable = False
+        with _MASK_LOCK:
+            if len(_PERM_CACHE) > 16:
+                _PERM_CACHE.clear()
+            _PERM_CACHE[key] = out
+    return out
 
 
 def permutation_component_comparison(values1, values2, n_perm: int = 10000,
                                      seed: int = 0) -> PermutationResult:
-    """Permutation test of pooled values (components have no participants).
+    """Permutation test of pooled values (components have no participants; METHOD §5).
 
-    Stream use: ``rs = np.random.RandomState(seed)``; per permutation ``p = rs.permutation(
-    pooled)`` with ``pooled = concat(values1, values2)``, difference ``mean(p[:n1]) -
-    mean(p[n1:])``. NaN propagates.
+    The study's ``pairwise_model_comparison_comp_boostrap``: ``np.random.seed(seed)``; per
+    permutation the pooled values ``concat(values1, values2)`` are shuffled afresh
+    (``np.random.shuffle``) and the null difference is ``mean(first n1) - mean(rest)``. Same
+    stream on a private RandomState; the global state is untouched. NaN input gives NaN p values.
     """
     v1 = _as_float_array(values1, "values1", 1)
     v2 = _as_float_array(values2, "values2", 1)
@@ -737,11 +902,13 @@ def permutation_component_comparison(values1, values2, n_perm: int = 10000,
         raise ValueError("n_perm must be >= 1")
     pooled = np.concatenate([v1, v2])
     n1 = v1.size
-    rs = np.random.RandomState(seed)
-    null = np.empty(n_perm)
-    for k in range(n_perm):
-        p = rs.permutation(pooled)
-        null[k] = p[:n1].mean() - p[n1:].mean()
+    shuffled = pooled[_shuffle_indices(seed, pooled.size, n_perm)]
+    null = shuffled[:, :n1].mean(axis=1) - shuffled[:, n1:].mean(axis=1)
     obs = float(v1.mean() - v2.mean())
-    return PermutationResult(observed=obs, p_value=float(np.mean(np.abs(null) >= abs(obs))),
-                             p_greater=float(np.mean(null >= obs)), null=null)
+    if np.isnan(obs) or np.isnan(null).any():
+        p = p_study = np.nan
+    else:
+        p = (_count_at_least(null, obs) + 1) / (n_perm + 1)
+        p_study = float(np.mean(null > obs))
+    return PermutationResult(observed=obs, p_value=float(p), p_value_study=float(p_study),
+                             n_resamples=int(n_perm), null=null)

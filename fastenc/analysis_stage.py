@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import analysis as an
 from .progress import Progress
+from .registry import resolve_models
 from .store import RecomputeLog, ResultStore, TableCache, combine, fingerprint, method_version
 
 __all__ = ["run_analysis", "run_rsa", "draw_figures", "SPECTEMP"]
@@ -33,17 +34,25 @@ def _roi_meta(data_dir, target):
 
 
 def run_analysis(data_dir, out, work, targets, registry, progress=True) -> dict:
-    """METHOD §5 on the stored regression results; writes CSVs under ``out``."""
+    """METHOD §5 on the stored regression results; writes CSVs under ``out``.
+
+    Statistics that pool models use the paper's model sets (:func:`model_pool`): the across-model
+    error bars FIG_2_5_MODEL_LIST (+ spectemp), the ROI best-layer analysis FIG_7_MODEL_LIST;
+    each output records the models pooled (``pooled_models``, ``model_set``).
+    """
     out = Path(out)
     store = ResultStore(out)
     tables = {}
     bar = Progress(len(work) * len(targets), "analysis  ", enabled=progress)
+    present = list(dict.fromkeys(m for m, _ in work))
+    bar_pool, bar_label = model_pool(present, registry, FIG_ACROSS_MODELS, with_baseline=True)
+    roi_pool, roi_label = model_pool([m for m in present if len(registry.layers(m)) >= 2], registry, FIG_ROI)
     for target in targets:
         if target == "NH2015comp":
             tables.update(_components(store, out, target, work, registry, bar))
             continue
         subj, roi = _roi_meta(data_dir, target)
-        scores, curves, roi_tables = [], [], {}
+        scores, curves, roi_rows = [], [], []
         for model, randnetw in work:
             layers = registry.layers(model)
             vals = _layer_values(store, target, model, randnetw, layers, "r2_test_c")
@@ -56,16 +65,20 @@ def run_analysis(data_dir, out, work, targets, registry, progress=True) -> dict:
                 curves.append({"source_model": model, "randnetw": randnetw, "layer": layer,
                                "layer_pos": li, "median_r2_test_c_mean": curve.mean[li],
                                "median_r2_test_c_yerr": curve.sem[li]})
-            if not randnetw and len(layers) >= 2:
-                roi_tables[model] = an.best_layer_per_roi(vals, subj, roi)
+            if len(layers) >= 2:  # trained and permuted networks (METHOD §5)
+                t = an.best_layer_per_roi(vals, subj, roi)
+                t.insert(0, "randnetw", bool(randnetw))
+                t.insert(0, "source_model", model)
+                roi_rows.append(t)
             bar.update(1, note=f"{target} {model}")
         long = pd.DataFrame(scores)
         long.rename(columns={"model": "source_model"}).to_csv(out / f"subject-scores_{target}.csv", index=False)
-        summ = an.across_models_summary(long, spectemp=_baseline(long["model"]))
+        summ = an.across_models_summary(long, spectemp=_baseline(long["model"]), pool=bar_pool)
         summ = summ.rename(columns={"model": "source_model", "mean": "median_r2_test_c_mean",
                                     "sem": "median_r2_test_c_yerr"})
         # spectemp has no permuted version: its row in the permuted panel only anchors the SEM
         summ = summ[~((summ["source_model"] == SPECTEMP) & summ["randnetw"])].reset_index(drop=True)
+        summ["model_set"] = np.where(summ["in_pool"], bar_label, "all models of the panel (not in the set)")
         summ["display_name"] = [registry.display_name(m) for m in summ["source_model"]]
         summ.to_csv(out / f"across-models_{target}.csv", index=False)
         tables[f"across-models_{target}"] = summ
@@ -73,24 +86,80 @@ def run_analysis(data_dir, out, work, targets, registry, progress=True) -> dict:
         cdf = pd.DataFrame(curves)
         cdf.to_csv(out / f"across-layers_{target}.csv", index=False)
         tables[f"across-layers_{target}"] = cdf
-        if roi_tables:
-            present = set(pd.Series(roi).dropna())
-            empty = [r for r in an.ROI_ORDER if r not in present]
+        if roi_rows:
+            present_rois = set(pd.Series(roi).dropna())
+            empty = [r for r in an.ROI_ORDER if r not in present_rois]
             if empty:
-                warnings.warn(f"{target}: no voxel in ROI(s) {empty}; their best-layer columns are NaN",
+                warnings.warn(f"{target}: no voxel in ROI(s) {empty}; their best-layer rows are NaN",
                               stacklevel=2)
-            per_model = an.roi_model_table(roi_tables)
-            per_model.to_csv(out / f"best-layer-roi_{target}.csv")
-            tables[f"best-layer-roi_{target}"] = per_model
-            if len(per_model) >= 2:
-                wil = an.roi_wilcoxon(per_model)
-                wil.to_csv(out / f"best-layer-roi-wilcoxon_{target}.csv")
-                tables[f"best-layer-roi-wilcoxon_{target}"] = wil
-        comp = _comparisons(long)
+            per_subj = pd.concat(roi_rows, ignore_index=True)
+            tables.update(_roi_tables(out, target, per_subj, roi_pool, roi_label, registry, sem="subjects",
+                                      prefix=""))
+        comp = _comparisons(long, registry)
         if len(comp):
             comp.to_csv(out / f"model-comparisons_{target}.csv", index=False)
             tables[f"model-comparisons_{target}"] = comp
     return tables
+
+
+FIG_ACROSS_MODELS = "FIG_2_5_MODEL_LIST"
+FIG_ROI = "FIG_7_MODEL_LIST"
+CLEAN_PAIRS = "CLEAN_SPEECH_LIST_PAIRS"
+ROI_TABLE_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr", "n_participants"]
+
+
+def model_pool(present, registry, set_name, with_baseline=False):
+    """The models a pooled statistic runs over (METHOD §5, "model sets") and a label for it.
+
+    The members of the registry set ``set_name`` (spectemp aside) that are ``present``, in the
+    set's order. When none is present (e.g. the demo, whose models are its own), every present
+    model except spectemp, and the label says so. ``with_baseline`` adds spectemp when present
+    (the across-model bars pool FIG_2_5_MODEL_LIST + spectemp). Returns ``(models, label)``.
+    """
+    present = list(dict.fromkeys(present))
+    members = []
+    if set_name in registry.model_sets:
+        members = [m for m in resolve_models([set_name], registry) if m != SPECTEMP]
+    chosen = [m for m in members if m in present]
+    if chosen:
+        label = set_name if len(chosen) == len(members) else f"{set_name} ({len(chosen)} of {len(members)} present)"
+    else:
+        chosen = [m for m in present if m != SPECTEMP]
+        label = f"all present models (none of {set_name} present)"
+    if with_baseline and SPECTEMP in present:
+        chosen = chosen + [SPECTEMP]
+        label = f"{label} + {SPECTEMP}"
+    return chosen, label
+
+
+def _roi_tables(out, target, per_subj, pool, label, registry, sem, prefix) -> dict:
+    """Best layer per ROI across the pooled models (METHOD §5 regression / §6 RSA), trained and
+    permuted: ``<prefix>best-layer-roi_<target>.csv`` (long form) and the Wilcoxon tests
+    ``<prefix>best-layer-roi-wilcoxon_<target>.csv`` (Primary vs each ROI, the non-primary ROIs
+    against each other, across models)."""
+    summ = an.roi_summary(per_subj, models=pool, sem=sem)
+    summ = summ[ROI_TABLE_COLUMNS + ["n_models", "pooled_models"]]
+    summ["model_set"] = label
+    summ["display_name"] = [registry.display_name(m) for m in summ["source_model"]]
+    summ.to_csv(Path(out) / f"{prefix}best-layer-roi_{target}.csv", index=False)
+    res = {f"{prefix}best-layer-roi_{target}": summ,
+           f"{prefix}best-layer-roi-subjects_{target}": per_subj}
+    wil = []
+    for rn, g in summ.groupby("randnetw", sort=True):
+        wide = g.pivot(index="source_model", columns="roi", values="rel_pos_mean")
+        if len(wide) < 2:
+            continue
+        w = an.roi_wilcoxon(wide)
+        w.insert(0, "randnetw", bool(rn))
+        w["test"] = "Wilcoxon signed-rank across models, two-sided, normal approximation"
+        w["pooled_models"] = an.joined(wide.index)
+        w["model_set"] = label
+        wil.append(w)
+    if wil:
+        wdf = pd.concat(wil, ignore_index=True)
+        wdf.to_csv(Path(out) / f"{prefix}best-layer-roi-wilcoxon_{target}.csv", index=False)
+        res[f"{prefix}best-layer-roi-wilcoxon_{target}"] = wdf
+    return res
 
 
 def _baseline(models: pd.Series):
@@ -99,21 +168,54 @@ def _baseline(models: pd.Series):
     return SPECTEMP if (models == SPECTEMP).any() and (models != SPECTEMP).any() else None
 
 
-def _comparisons(long: pd.DataFrame) -> pd.DataFrame:
-    """Each trained model vs its permuted version and vs spectemp: subject bootstrap (METHOD §5)."""
+def comparison_pairs(versions, registry):
+    """The paper's model comparisons (METHOD §5), as far as the model versions are present.
+
+    ``versions``: (model, randnetw) pairs. Returns ``(comparison, (model_1, randnetw_1),
+    (model_2, randnetw_2))`` tuples: each trained model vs its permuted version; every model
+    version vs spectemp; ResNet50multitask vs each in-house model (Kell2018* / ResNet50* of
+    FIG_2_5_MODEL_LIST), trained and permuted; clean- vs noisy-trained speech models
+    (CLEAN_SPEECH_LIST_PAIRS, both directions), trained and permuted.
+    """
+    have = set((m, bool(r)) for m, r in versions)
+    order = list(dict.fromkeys((m, bool(r)) for m, r in versions))
+    pairs = []
+    for m, r in order:
+        if not r and m != SPECTEMP and (m, True) in have:
+            pairs.append(("trained vs permuted", (m, False), (m, True)))
+    if (SPECTEMP, False) in have:
+        for m, r in order:
+            if m != SPECTEMP:
+                pairs.append(("vs spectemp", (m, r), (SPECTEMP, False)))
+    if FIG_ACROSS_MODELS in registry.model_sets:
+        inhouse = [m for m in resolve_models([FIG_ACROSS_MODELS], registry)
+                   if m.startswith(("Kell2018", "ResNet50")) and m != "ResNet50multitask"]
+        for r in (False, True):
+            if ("ResNet50multitask", r) in have:
+                pairs += [("ResNet50multitask vs in-house", ("ResNet50multitask", r), (m, r))
+                          for m in inhouse if (m, r) in have]
+    if CLEAN_PAIRS in registry.model_sets:
+        for r in (False, True):
+            for noisy, clean in registry.model_set(CLEAN_PAIRS):
+                if (noisy, r) in have and (clean, r) in have:
+                    pairs.append(("clean vs noisy", (clean, r), (noisy, r)))
+                    pairs.append(("clean vs noisy", (noisy, r), (clean, r)))
+    return pairs
+
+
+def _comparisons(long: pd.DataFrame, registry) -> pd.DataFrame:
+    """The paper's model comparisons (:func:`comparison_pairs`) by subject bootstrap (METHOD §5):
+    small ``p_value`` = model 1 above model 2."""
     rows = []
-    trained = long[~long["randnetw"]]
-    by = {(m, r): g.sort_values("subj_idx")["score"].to_numpy() for (m, r), g in long.groupby(["model", "randnetw"])}
-    for model in trained["model"].unique():
-        if model == SPECTEMP:
-            continue
-        for other in ((model, True), (SPECTEMP, False)):
-            if other not in by:
-                continue
-            res = an.bootstrap_model_comparison(by[(model, False)], by[other], n_boot=10000, seed=0)
-            rows.append({"model_1": model, "model_2": other[0], "model_2_randnetw": other[1],
-                         "mean_1": float(np.mean(by[(model, False)])), "mean_2": float(np.mean(by[other])),
-                         "p_value": res.p_value})
+    by = {(m, bool(r)): g.sort_values("subj_idx")["score"].to_numpy()
+          for (m, r), g in long.groupby(["model", "randnetw"])}
+    for family, a, b in comparison_pairs(list(by), registry):
+        res = an.bootstrap_model_comparison(by[a], by[b], n_boot=10000, seed=0)
+        rows.append({"comparison": family, "model_1": a[0], "model_1_randnetw": a[1],
+                     "model_2": b[0], "model_2_randnetw": b[1],
+                     "mean_1": res.mean_1, "mean_2": res.mean_2, "p_value": res.p_value,
+                     "p_value_study": res.p_value_study, "n_resamples": res.n_resamples,
+                     "test": "subject bootstrap of model 2, one-sided"})
     return pd.DataFrame(rows)
 
 
@@ -126,7 +228,7 @@ def _components(store, out, target, work, registry, bar) -> dict:
         names = store_names(store, target, model, randnetw, layers[0])
         df = an.components_independent_splits(vals, component_names=names, clip=False)
         it = df[[c for c in df.columns if c.startswith("iter_")]].to_numpy()
-        iters[(model, randnetw)] = dict(zip(df.index, it))
+        iters[(model, bool(randnetw))] = dict(zip(df.index, it))
         n_it = it.shape[1]
         for comp, score, sd in zip(df.index, df["score"], it.std(axis=1)):
             rows.append({"source_model": model, "randnetw": randnetw, "component": comp,
@@ -141,17 +243,14 @@ def _components(store, out, target, work, registry, bar) -> dict:
     res = {f"across-models_{target}": cdf}
     # model comparisons per component: permutation of the pooled per-iteration scores (METHOD §5)
     comp_rows = []
-    for (model, randnetw), per in iters.items():
-        if randnetw or model == SPECTEMP:
-            continue
-        for other in ((model, True), (SPECTEMP, False)):
-            if other not in iters:
-                continue
-            for comp, v1 in per.items():
-                r = an.permutation_component_comparison(v1, iters[other][comp], n_perm=10000, seed=0)
-                comp_rows.append({"model_1": model, "model_2": other[0], "model_2_randnetw": other[1],
-                                  "component": comp, "difference": r.observed, "p_value": r.p_value,
-                                  "p_greater": r.p_greater})
+    for family, a, b in comparison_pairs(list(iters), registry):
+        for comp, v1 in iters[a].items():
+            r = an.permutation_component_comparison(v1, iters[b][comp], n_perm=10000, seed=0)
+            comp_rows.append({"comparison": family, "model_1": a[0], "model_1_randnetw": a[1],
+                              "model_2": b[0], "model_2_randnetw": b[1], "component": comp,
+                              "difference": r.observed, "p_value": r.p_value,
+                              "p_value_study": r.p_value_study, "n_resamples": r.n_resamples,
+                              "test": "permutation of the pooled iteration scores, one-sided"})
     if comp_rows:
         comp_df = pd.DataFrame(comp_rows)
         comp_df.to_csv(Path(out) / f"model-comparisons_{target}.csv", index=False)
@@ -230,13 +329,15 @@ def rsa_model(data_dir, out, model, randnetw, targets, participants, categories,
         recs = []
         for roi, (ids, prepared) in participants[t].items():
             res = rsa.cv_best_layer(layers, prepared)
+            alls = rsa.best_layer_all_sounds(layers, prepared)  # the ROI analysis (METHOD §6)
             # relative position of the best layer, median over splits (undefined splits: NaN)
             rel = np.where(res.best_layer >= 0, res.best_layer / max(n_layers - 1, 1), np.nan)
             with np.errstate(all="ignore"):
                 rel_med = np.median(rel, axis=1)
-            for s, sc, nc, bl in zip(ids, res.score, res.noise_ceiling, rel_med):
+            for s, sc, nc, bl, ba in zip(ids, res.score, res.noise_ceiling, rel_med, alls.rel_pos):
                 recs.append({"source_model": model, "randnetw": randnetw, "roi": roi, "subj_idx": s,
-                             "rsa": sc, "noise_ceiling": nc, "best_layer_rel": bl})
+                             "rsa": sc, "noise_ceiling": nc, "best_layer_rel": bl,
+                             "best_layer_rel_all_sounds": ba})
         df = pd.DataFrame(recs)
         cache.write(f"{t}/{tag}", df, {**((inputs or {}).get(t) or {}), "activations": x_hash})
     return status
@@ -301,69 +402,124 @@ def run_rsa(data_dir, out, work, targets, registry, progress=True, n_threads=Non
                      overwrite=overwrite)
     if own_log:
         log.summary(verbose=progress)
+    return _rsa_tables(data_dir, out, work, targets, registry, cache_root, participants, categories,
+                       corrected)
+
+ALL_SOUNDS_COL = "best_layer_rel_all_sounds"
+#: ROIs of the ROI-vs-ROI matrix, in the study's order (``rsa_comparison_neural_roi``).
+RSA_ROI_VS_ROI = ("Primary", "Lateral", "Posterior", "Anterior")
+
+
+def _rsa_tables(data_dir, out, work, targets, registry, cache_root, participants, categories,
+                corrected) -> dict:
+    """The tables of METHOD §6 from the per-model RSA results cached under ``cache_root``."""
+    out = Path(out)
+    present = list(dict.fromkeys(m for m, _ in work))
+    bar_pool, bar_label = model_pool(present, registry, FIG_ACROSS_MODELS, with_baseline=True)
+    roi_pool, roi_label = model_pool([m for m in present if len(registry.layers(m)) >= 2], registry, FIG_ROI)
     tables = {}
     for t in targets:
-        long = pd.concat([pd.read_csv(cache_root / t / (f"{m}_randnetw" if r else m).__add__(".csv"))
-                          for m, r in work], ignore_index=True)
+        frames = []
+        for m, r in work:
+            df = pd.read_csv(cache_root / t / f"{m}{'_randnetw' if r else ''}.csv")
+            if ALL_SOUNDS_COL not in df.columns:  # a table cached by an older fastenc
+                df = _add_all_sounds_best_layer(df, data_dir, m, r, participants[t], registry)
+            frames.append(df)
+        long = pd.concat(frames, ignore_index=True)
+        long["randnetw"] = long["randnetw"].astype(bool)
         long.to_csv(out / f"rsa_subject-scores_{t}.csv", index=False)
-        summ = []
-        for roi, g in long.groupby("roi", sort=False):
-            ceiling = float(g.groupby("subj_idx")["noise_ceiling"].first().mean())
-            for rn in (False, True):
-                panel = g[(g["randnetw"] == rn) | ((g["source_model"] == SPECTEMP) & ~g["randnetw"])]
-                if rn and not (g["randnetw"]).any():
-                    continue
-                wide = panel.pivot_table(index="subj_idx", columns="source_model", values="rsa")
-                sem = (rsa.within_subject_sem(wide.to_numpy(), quirk=not corrected) if wide.shape[1] >= 2
-                       else np.full(wide.shape[1], np.nan))
-                for j, m in enumerate(wide.columns):
-                    if rn and m == SPECTEMP:
-                        continue
-                    summ.append({"source_model": m, "randnetw": rn and m != SPECTEMP, "roi": roi,
-                                 "rsa_mean": float(wide[m].mean()), "rsa_yerr": float(sem[j]),
-                                 "noise_ceiling": ceiling, "display_name": registry.display_name(m)})
-        sdf = pd.DataFrame(summ).drop_duplicates(["source_model", "randnetw", "roi"])
+        sdf = _rsa_across_models(long, registry, bar_pool, bar_label, corrected)
         sdf.to_csv(out / f"rsa_across-models_{t}.csv", index=False)
         tables[f"rsa_across-models_{t}"] = sdf
-        tables.update(_rsa_roi_tables(out, t, long, registry))
-        tables.update(_rsa_roi_matrices(data_dir, out, t, categories, registry))
+        # best layer per ROI: not cross-validated, RSMs of all sounds (METHOD §6)
+        d = long[long["roi"].isin(an.ROI_ORDER) & long["source_model"].isin(roi_pool)]
+        if len(d):
+            per_subj = d.rename(columns={ALL_SOUNDS_COL: "rel_pos"})[
+                ["source_model", "randnetw", "subj_idx", "roi", "rel_pos"]].reset_index(drop=True)
+            # the study's RSA error bar divides by sqrt(models - 1) (quirk); corrected: participants
+            tables.update(_roi_tables(out, t, per_subj, roi_pool, roi_label, registry,
+                                      sem="subjects" if corrected else "models", prefix="rsa_"))
+        tables.update(_rsa_roi_matrices(data_dir, out, t, categories))
     return tables
 
 
-def _rsa_roi_tables(out, target, long, registry) -> dict:
-    """RSA best layer per ROI: per trained model, mean over participants of the relative best-layer
-    position (median over splits); Primary vs Anterior/Lateral/Posterior by Wilcoxon across models."""
-    d = long[~long["randnetw"].astype(bool) & (long["roi"].isin(an.ROI_ORDER))]
-    d = d[d["source_model"].map(lambda m: len(registry.layers(m)) >= 2)]
-    if d.empty or "best_layer_rel" not in d:
-        return {}
-    table = (d.groupby(["source_model", "roi"])["best_layer_rel"].mean().unstack("roi")
-             .reindex(columns=list(an.ROI_ORDER)))
-    table.index.name = "model"
-    table.to_csv(Path(out) / f"rsa_best-layer-roi_{target}.csv")
-    res = {f"rsa_best-layer-roi_{target}": table}
-    complete = table.dropna()
-    if len(complete) >= 2:
-        wil = an.roi_wilcoxon(complete)
-        wil.to_csv(Path(out) / f"rsa_best-layer-roi-wilcoxon_{target}.csv")
-        res[f"rsa_best-layer-roi-wilcoxon_{target}"] = wil
-    return res
+def _rsa_sem(M, corrected):
+    from . import rsa
+    if M.shape[1] < 2 or M.shape[0] < 2:
+        return np.full(M.shape[1], np.nan)
+    return rsa.within_subject_sem(M, quirk=not corrected)
 
 
-def _rsa_roi_matrices(data_dir, out, target, categories, registry) -> dict:
-    """Mean participant RSM per ROI (all sounds, category order) and the ROI-vs-ROI Spearman matrix."""
+def _rsa_across_models(long, registry, pool, label, corrected) -> pd.DataFrame:
+    """RSA bars per ROI: mean over participants, within-subject SEM pooled over the figure's set
+    (FIG_2_5_MODEL_LIST + spectemp, as far as present; other models: their whole panel), the noise
+    ceiling (mean over participants) and its band ± std / sqrt(participants - 1)."""
+    summ = []
+    for roi, g in long.groupby("roi", sort=False):
+        nc = g.groupby("subj_idx")["noise_ceiling"].first().to_numpy(float)
+        ceiling = float(np.mean(nc))
+        ceiling_err = float(np.std(nc) / np.sqrt(nc.size - 1)) if nc.size >= 2 else np.nan
+        for rn in (False, True):
+            if rn and not g["randnetw"].any():
+                continue
+            panel = g[(g["randnetw"] == rn) | ((g["source_model"] == SPECTEMP) & ~g["randnetw"])]
+            wide = panel.pivot(index="subj_idx", columns="source_model", values="rsa")
+            conds = list(wide.columns)
+            in_pool = [m for m in conds if m in pool]
+            groups = {m: (in_pool if m in in_pool else conds) for m in conds}
+            sems = {}
+            for grp in {tuple(v) for v in groups.values()}:
+                sems[grp] = dict(zip(grp, _rsa_sem(wide[list(grp)].to_numpy(float), corrected)))
+            for m in conds:
+                if rn and m == SPECTEMP:
+                    continue
+                grp = tuple(groups[m])
+                summ.append({"source_model": m, "randnetw": rn and m != SPECTEMP, "roi": roi,
+                             "rsa_mean": float(np.mean(wide[m].to_numpy(float))),
+                             "rsa_yerr": float(sems[grp][m]), "n_participants": int(wide.shape[0]),
+                             "noise_ceiling": ceiling, "noise_ceiling_yerr": ceiling_err,
+                             "in_pool": m in in_pool, "pooled_models": an.joined(grp),
+                             "model_set": label if m in in_pool else "all models of the panel (not in the set)",
+                             "display_name": registry.display_name(m)})
+    return pd.DataFrame(summ).drop_duplicates(["source_model", "randnetw", "roi"]).reset_index(drop=True)
+
+
+def _add_all_sounds_best_layer(df, data_dir, model, randnetw, parts, registry) -> pd.DataFrame:
+    """Add the all-sound best layer (:func:`fastenc.rsa.best_layer_all_sounds`) to a cached
+    per-model RSA table that predates it (reads the activations again; the cache is not changed)."""
+    from . import rsa
+    from .io import open_model
+    with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
+        layers = [X for _, X in acts.iter_layers()]
+    df = df.copy()
+    df[ALL_SOUNDS_COL] = np.nan
+    for roi, (ids, prepared) in parts.items():
+        res = rsa.best_layer_all_sounds(layers, prepared)
+        for s, v in zip(ids, res.rel_pos):
+            df.loc[(df["roi"] == roi) & (df["subj_idx"] == s), ALL_SOUNDS_COL] = v
+    return df
+
+
+def _rsa_roi_matrices(data_dir, out, target, categories) -> dict:
+    """Mean participant RSM per ROI (all sounds, category order) and the ROI-vs-ROI matrix
+    (:func:`fastenc.rsa.roi_vs_roi`: per participant the Spearman between two ROIs' RSMs of all
+    sounds, then the mean over participants, as the study's ``rsa_comparison_neural_roi``)."""
     from . import rsa
 
     order = rsa.category_order(categories)
-    mats = {}
-    for roi, (_, parts) in _rsa_participants(data_dir, target, prepare=False)[0].items():
-        mats[roi] = np.mean([rsa.similarity_matrix(p[order]) for p in parts], axis=0)
-    names = list(mats)
-    C = np.array([[rsa.compare(mats[a], mats[b]) for b in names] for a in names])
-    roi_corr = pd.DataFrame(C, index=names, columns=names)
-    roi_corr.to_csv(Path(out) / f"rsa_roi-vs-roi_{target}.csv")
-    return {f"rsa_roi-matrices_{target}": mats, f"rsa_roi-vs-roi_{target}": roi_corr,
-            f"rsa_category-order_{target}": [categories[i] for i in order]}
+    per_roi = _rsa_participants(data_dir, target, prepare=False)[0]
+    mats = {roi: np.mean([rsa.similarity_matrix(p[order]) for p in parts], axis=0)
+            for roi, (_, parts) in per_roi.items()}
+    res = {f"rsa_roi-matrices_{target}": mats,
+           f"rsa_category-order_{target}": [categories[i] for i in order]}
+    anat = {roi: dict(zip(ids, parts)) for roi in RSA_ROI_VS_ROI if roi in per_roi
+            for ids, parts in [per_roi[roi]]}
+    if anat:
+        sim = rsa.roi_vs_roi(anat)
+        sim.matrix.to_csv(Path(out) / f"rsa_roi-vs-roi_{target}.csv")
+        res[f"rsa_roi-vs-roi_{target}"] = sim.matrix
+        res[f"rsa_roi-vs-roi-n_{target}"] = sim.n_participants
+    return res
 
 
 def draw_figures(out, tables, registry):
@@ -376,15 +532,22 @@ def draw_figures(out, tables, registry):
     for t in NEURAL:
         long = tables.get(f"subject-scores_{t}")
         if long is not None and len(long):
-            figures.plot_across_models(long, spectemp=_baseline(long["model"]),
+            summ = tables.get(f"across-models_{t}")
+            pool = (list(summ.loc[summ["in_pool"], "source_model"])
+                    if summ is not None and "in_pool" in summ else None)
+            figures.plot_across_models(long, spectemp=_baseline(long["model"]), pool=pool,
                                        display_names=names, title=f"{t}: best layer on independent splits",
                                        path=fig_dir / f"across-models_{t}")
-        roi = tables.get(f"best-layer-roi_{t}")
-        if roi is not None and len(roi) >= 1:
-            wil = tables.get(f"best-layer-roi-wilcoxon_{t}")
-            figures.plot_roi_best_layer(roi, pvalues=wil, display_names=names,
-                                        title=f"{t}: best model stage per anatomical ROI",
-                                        path=fig_dir / f"best-layer-roi_{t}")
+        for prefix, what in (("", "best model stage per anatomical ROI (regression)"),
+                             ("rsa_", "best model stage per anatomical ROI (RSA, all sounds)")):
+            roi = tables.get(f"{prefix}best-layer-roi_{t}")
+            if roi is None or not len(roi):
+                continue
+            for rn in (False, True):
+                if (roi["randnetw"] == rn).any():
+                    figures.plot_roi_best_layer(roi, pvalues=tables.get(f"{prefix}best-layer-roi-wilcoxon_{t}"),
+                                                randnetw=rn, display_names=names, title=f"{t}: {what}",
+                                                path=fig_dir / f"{prefix}best-layer-roi{'_randnetw' if rn else ''}_{t}")
         curves = tables.get(f"across-layers_{t}")
         if curves is not None and len(curves):
             _plot_curves(figures, curves, names, t, fig_dir)
@@ -401,11 +564,6 @@ def draw_figures(out, tables, registry):
                                       category_names=[cats[b] for b in bounds[:-1]],
                                       title=f"{t}: human representational similarity per ROI",
                                       path=fig_dir / f"rsa_roi-matrices_{t}")
-        rroi = tables.get(f"rsa_best-layer-roi_{t}")
-        if rroi is not None and len(rroi.dropna()) >= 1:
-            figures.plot_roi_best_layer(rroi.dropna(), pvalues=tables.get(f"rsa_best-layer-roi-wilcoxon_{t}"),
-                                        display_names=names, title=f"{t}: RSA best model stage per ROI",
-                                        path=fig_dir / f"rsa_best-layer-roi_{t}")
     comp = tables.get("across-models_NH2015comp")
     if comp is not None and len(comp):
         trained = comp[~comp["randnetw"]]

@@ -73,7 +73,7 @@ def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
                        display_names: Mapping[str, str] | None = None,
                        title: str = "Best layer on independent splits",
                        ylabel: str = R2C_LABEL, order: str = "trained",
-                       path=None) -> Figure:
+                       pool: Sequence[str] | None = None, path=None) -> Figure:
     """Bars across models: trained and permuted networks in two panels, spectemp as a band.
 
     ``df``: long table ``model, randnetw, subj_idx, score`` (see
@@ -81,8 +81,12 @@ def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
     participants, error = within-subject SEM over all models of the panel plus spectemp).
     Bars are sorted by descending score; ``order="trained"`` uses the trained panel's order for
     the permuted panel too (easier to compare), ``order="each"`` sorts each panel on its own.
+    ``pool``: the figure's model set (METHOD §5): only those models are drawn and the error bars
+    are pooled over them plus spectemp.
     """
-    summ = _an.across_models_summary(df, spectemp=spectemp)
+    summ = _an.across_models_summary(df, spectemp=spectemp, pool=pool)
+    if pool is not None:
+        summ = summ[summ["in_pool"]]
     if summ.empty:
         raise ValueError("nothing to plot")
     panels = [(rn, summ[summ["randnetw"] == rn]) for rn in (False, True)
@@ -237,44 +241,87 @@ def plot_components(scores: pd.DataFrame, errors: pd.DataFrame | None = None,
 
 
 # --------------------------------------------------------------------------------------
-def plot_roi_best_layer(table: pd.DataFrame, pvalues=None, primary: str = "Primary",
+def _roi_long(table: pd.DataFrame, primary: str, others: Sequence[str]) -> pd.DataFrame:
+    """Long ROI table (``source_model, randnetw, roi, rel_pos_mean, rel_pos_yerr``) from the long
+    form itself or from a plain models x ROIs table (no error bars)."""
+    if "roi" in table.columns:
+        need = {"source_model", "roi", "rel_pos_mean"}
+        if not need.issubset(table.columns):
+            raise ValueError(f"table needs columns {sorted(need)}")
+        d = table.copy()
+        if "randnetw" not in d:
+            d["randnetw"] = False
+        if "rel_pos_yerr" not in d:
+            d["rel_pos_yerr"] = np.nan
+    else:
+        missing = [c for c in (primary, *others) if c not in table.columns]
+        if missing:
+            raise ValueError(f"table lacks columns {missing}")
+        d = (table[[primary, *others]].rename_axis("source_model").reset_index()
+             .melt(id_vars="source_model", var_name="roi", value_name="rel_pos_mean"))
+        d["randnetw"] = False
+        d["rel_pos_yerr"] = np.nan
+    missing = [r for r in (primary, *others) if r not in set(d["roi"])]
+    if missing:
+        raise ValueError(f"table lacks ROIs {missing}")
+    d["randnetw"] = d["randnetw"].astype(bool)
+    return d
+
+
+def plot_roi_best_layer(table: pd.DataFrame, pvalues=None, randnetw: bool = False,
+                        primary: str = "Primary",
                         others: Sequence[str] = ("Anterior", "Lateral", "Posterior"),
                         display_names: Mapping[str, str] | None = None,
                         annotate_models: bool = False,
                         title: str = "Best model stage per anatomical ROI", path=None) -> Figure:
-    """Scatter of each model's relative best-layer position, Primary (x) vs non-primary (y).
+    """Relative best-layer position per model: one panel per non-primary ROI, Primary on x.
 
-    ``table``: :func:`fastenc.analysis.roi_model_table` (rows = models, ROI columns).
-    ``pvalues``: :func:`fastenc.analysis.roi_wilcoxon` output or a mapping ROI -> p; shown in
-    the legend. Points above the diagonal: the model's best stage is later for that ROI.
+    ``table``: the long table of :func:`fastenc.analysis.roi_summary` (``source_model,
+    randnetw, roi, rel_pos_mean, rel_pos_yerr``; the ``randnetw`` rows are drawn) or a plain
+    models x ROIs table. Error bars: the within-subject SEM over the pooled models (x for
+    Primary, y for the other ROI), as the reference study drew them. ``pvalues``:
+    :func:`fastenc.analysis.roi_wilcoxon` output (the Primary-vs-ROI row is shown in each panel
+    title) or a mapping ROI -> p. Points above the diagonal: the model's best stage is later for
+    that ROI.
     """
-    missing = [c for c in (primary, *others) if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks columns {missing}")
+    d = _roi_long(table, primary, others)
+    d = d[d["randnetw"] == bool(randnetw)]
+    if d.empty:
+        raise ValueError(f"no rows with randnetw={randnetw}")
+    mean = d.pivot(index="source_model", columns="roi", values="rel_pos_mean")
+    err = d.pivot(index="source_model", columns="roi", values="rel_pos_yerr")
     if isinstance(pvalues, pd.DataFrame):
-        pmap = pvalues["pvalue"].to_dict()
+        pv = pvalues
+        if "randnetw" in pv:
+            pv = pv[pv["randnetw"].astype(bool) == bool(randnetw)]
+        pmap = {r2: p for r1, r2, p in zip(pv["roi_1"], pv["roi_2"], pv["p_value"]) if r1 == primary}
     else:
         pmap = dict(pvalues or {})
-    fig = _new_figure((5.6, 5.4))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", zorder=1, label="Equal position")
-    for roi in others:
+    fig = _new_figure((4.2 * len(others) + 0.4, 4.6))
+    axes = fig.subplots(1, len(others), squeeze=False)[0]
+    for ax, roi in zip(axes, others):
+        ax.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", zorder=1)
+        x, y = mean[primary], mean[roi]
+        xe, ye = err[primary].to_numpy(float), err[roi].to_numpy(float)
+        ax.errorbar(x, y, xerr=np.where(np.isfinite(xe), xe, 0), yerr=np.where(np.isfinite(ye), ye, 0),
+                    fmt="none", ecolor=ROI_COLORS.get(roi, "k"), elinewidth=0.8, alpha=0.7, zorder=2)
+        ax.scatter(x, y, s=32, color=ROI_COLORS.get(roi), edgecolor="black", lw=0.4, zorder=3)
+        if annotate_models:
+            for m in mean.index:
+                ax.annotate(_name(m, display_names), (x[m], y[m]), fontsize=6, xytext=(2, 2),
+                            textcoords="offset points")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"{primary}: relative best-layer position")
+        ax.set_ylabel(f"{roi}: relative best-layer position")
         p = pmap.get(roi)
-        lab = roi if p is None else f"{roi} (Wilcoxon p = {p:.2g})"
-        ax.scatter(table[primary], table[roi], s=28, color=ROI_COLORS.get(roi), alpha=0.85,
-                   edgecolor="black", lw=0.4, zorder=3, label=lab)
-    if annotate_models:
-        for m, row in table.iterrows():
-            ax.annotate(_name(m, display_names), (row[primary], row[list(others)].max()),
-                        fontsize=6, xytext=(2, 2), textcoords="offset points")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_aspect("equal")
-    ax.set_xlabel(f"{primary} ROI: relative best-layer position\n(0 = first layer, 1 = last)")
-    ax.set_ylabel("Non-primary ROI: relative best-layer position")
-    ax.legend(fontsize=8, frameon=False, loc="upper left")
-    ax.grid(alpha=0.3)
-    ax.set_title(f"{title}\n(one point per model x ROI, n = {len(table)} models)", fontsize=11)
+        ax.set_title(f"{roi} vs {primary}" + ("" if p is None or not np.isfinite(p)
+                                               else f"\nWilcoxon p = {p:.2g}"), fontsize=10)
+        ax.grid(alpha=0.3)
+    net = "permuted networks" if randnetw else "trained networks"
+    fig.suptitle(f"{title}, {net}\n(mean over participants ± within-subject SEM; "
+                 f"0 = first layer, 1 = last; n = {len(mean)} models)", fontsize=11)
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -292,9 +339,12 @@ def plot_rsa_across_models(df: pd.DataFrame, roi: str = "All", spectemp: str | N
     """RSA bars (mean over participants ± SEM), trained and permuted panels, for one ROI.
 
     ``df``: ``rsa_across-models_<target>.csv`` rows (``source_model, randnetw, roi, rsa_mean,
-    rsa_yerr, noise_ceiling``). The noise ceiling is a gray band at the top, spectemp a band.
+    rsa_yerr, noise_ceiling, noise_ceiling_yerr``). The noise ceiling is a dashed line with a gray
+    band of ± ``noise_ceiling_yerr`` (std / √(participants − 1)), spectemp a band.
     """
     d = df[df["roi"] == roi]
+    if "in_pool" in d:  # the figure's model set (METHOD §5); other models' rows are not drawn
+        d = d[d["in_pool"].astype(bool)]
     if d.empty:
         raise ValueError(f"no RSA rows for ROI {roi!r}")
     base = d[(d["source_model"] == spectemp) & ~d["randnetw"].astype(bool)] if spectemp else d.iloc[:0]
@@ -304,6 +354,10 @@ def plot_rsa_across_models(df: pd.DataFrame, roi: str = "All", spectemp: str | N
     fig = _new_figure((max(6.0, 0.42 * n_models * len(panels) + 2.5), 4.8))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     ceiling = float(d["noise_ceiling"].iloc[0])
+    # band: ± std / sqrt(participants - 1) of the per-participant ceilings (METHOD §6)
+    ceiling_err = float(d["noise_ceiling_yerr"].iloc[0]) if "noise_ceiling_yerr" in d else 0.0
+    if not np.isfinite(ceiling_err):
+        ceiling_err = 0.0
     order = None
     for ax, (rn, p) in zip(axes, panels):
         if rn and order is not None:
@@ -316,8 +370,10 @@ def plot_rsa_across_models(df: pd.DataFrame, roi: str = "All", spectemp: str | N
         ax.bar(x, p["rsa_mean"], yerr=p["rsa_yerr"], color=PERMUTED_COLOR if rn else TRAINED_COLOR,
                edgecolor="black", lw=0.5, capsize=2, error_kw={"lw": 0.8}, zorder=2,
                label="Permuted network" if rn else "Trained network")
-        ax.axhspan(ceiling - 0.005, ceiling + 0.005, color=CEILING_COLOR, alpha=0.5, lw=0, zorder=1,
-                   label=f"Noise ceiling ({ceiling:.3f})")
+        ax.axhspan(ceiling - ceiling_err, ceiling + ceiling_err, color=CEILING_COLOR, alpha=0.35, lw=0,
+                   zorder=1)
+        ax.axhline(ceiling, color="black", ls="--", lw=1, zorder=1,
+                   label=f"Noise ceiling ({ceiling:.3f} ± {ceiling_err:.3f})")
         if len(base):
             b = base.iloc[0]
             _spectemp_band(ax, b["rsa_mean"], b["rsa_yerr"],
@@ -366,7 +422,7 @@ def plot_roi_matrices(rsms: Mapping[str, np.ndarray], roi_corr: pd.DataFrame | N
             for j in range(len(roi_corr)):
                 ax.text(j, i, f"{roi_corr.iat[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="w" if roi_corr.iat[i, j] < 0.6 else "k")
-        ax.set_title("ROI vs ROI (Spearman)", fontsize=10)
+        ax.set_title("ROI vs ROI\n(Spearman, mean over participants)", fontsize=10)
         fig.colorbar(im2, ax=ax, shrink=0.8)
     fig.suptitle(title, fontsize=12)
     if path is not None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
+import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ._core.rsa import (boot_sounds, full_std, perm_dot, perm_dot_int, rsm_rows, split_triangles,
@@ -40,6 +41,10 @@ __all__ = [
     "compare",
     "category_order",
     "cv_best_layer",
+    "best_layer_all_sounds",
+    "RSAAllSoundsResult",
+    "roi_vs_roi",
+    "ROISimilarityResult",
     "prepare_layers",
     "prepare_participants",
     "PreparedRSMs",
@@ -329,10 +334,17 @@ class PreparedRSMs:
     order: np.ndarray       # (n,) reordering of the sounds
     noise_ceiling_splits: np.ndarray | None = None  # (K, S), participants only
     corrected: bool = False
+    full: np.ndarray | None = None  # (K, n(n-1)/2) standardized rank triangles of the all-sound RSMs
 
     @property
     def n_items(self):
         return self.train.shape[0]
+
+
+def _full_triangle(X):
+    """Standardized rank triangle of the RSM of all sounds, z-scored with all-sound statistics."""
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    return upper_std(rsm_rows(X, rows, rows)[None], True)[0]
 
 
 def _prep_inputs(mats, name, splits, categories):
@@ -354,13 +366,16 @@ def prepare_layers(layers, splits=None, categories=None) -> PreparedRSMs:
     """Split RSMs of a model's layers, for :func:`cv_best_layer` (see its parameters)."""
     layers, order, masks = _prep_inputs(layers, "layers", splits, categories)
     tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
-    Mtr, Mte = [], []
+    Mtr, Mte, Mfull = [], [], []
     with threadpool_limits(limits=1, user_api="blas"):
         for X in layers:
-            u, v, _ = split_triangles(np.ascontiguousarray(X[order]), tr_rows, n_tr, te_rows, n_te, True, False)
+            Xo = np.ascontiguousarray(X[order])
+            u, v, _ = split_triangles(Xo, tr_rows, n_tr, te_rows, n_te, True, False)
             Mtr.append(u)
             Mte.append(v)
-    return PreparedRSMs(train=np.stack(Mtr), test=np.stack(Mte), masks=masks, order=order)
+            Mfull.append(_full_triangle(Xo))
+    return PreparedRSMs(train=np.stack(Mtr), test=np.stack(Mte), masks=masks, order=order,
+                        full=np.stack(Mfull))
 
 
 def prepare_participants(participants, splits=None, categories=None, noise_ceiling=True,
@@ -371,14 +386,15 @@ def prepare_participants(participants, splits=None, categories=None, noise_ceili
     if noise_ceiling and P < 2:
         raise ValueError("the noise ceiling needs at least 2 participants (or noise_ceiling=False)")
     tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
-    Ptr, Pte, Rte = [], [], []
+    Ptr, Pte, Rte, Pfull = [], [], [], []
     with threadpool_limits(limits=1, user_api="blas"):
         for Y in participants:
-            u, v, R = split_triangles(np.ascontiguousarray(Y[order]), tr_rows, n_tr, te_rows, n_te,
-                                      True, noise_ceiling)
+            Yo = np.ascontiguousarray(Y[order])
+            u, v, R = split_triangles(Yo, tr_rows, n_tr, te_rows, n_te, True, noise_ceiling)
             Ptr.append(u)
             Pte.append(v)
             Rte.append(R)
+            Pfull.append(_full_triangle(Yo))
         nc_splits = None
         if noise_ceiling:
             S = masks.shape[0]
@@ -393,7 +409,7 @@ def prepare_participants(participants, splits=None, categories=None, noise_ceili
                 U_oth = upper_std(np.ascontiguousarray(others), nc_ranks)
                 nc_splits[:, s] = np.clip(np.einsum("pm,pm->p", U_self, U_oth), -1.0, 1.0)
     return PreparedRSMs(train=np.stack(Ptr), test=np.stack(Pte), masks=masks, order=order,
-                        noise_ceiling_splits=nc_splits, corrected=bool(corrected))
+                        noise_ceiling_splits=nc_splits, corrected=bool(corrected), full=np.stack(Pfull))
 
 
 def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceiling=True,
@@ -495,6 +511,208 @@ def _cv_best_layer(M: PreparedRSMs, Pp: PreparedRSMs, noise_ceiling):
                        noise_ceiling=nc, noise_ceiling_splits=nc_splits,
                        model_noise_ceiling=model_nc, order=M.order, train_masks=M.masks,
                        corrected=bool(Pp.corrected))
+
+
+# ----------------------------------------------------------------------------- best layer, all sounds
+@dataclass
+class RSAAllSoundsResult:
+    """Best layer per participant from RSMs of all sounds (not cross-validated; METHOD §6).
+
+    Attributes
+    ----------
+    corr : (P, L) float64
+        Spearman between each layer's all-sound RSM and each participant's all-sound RSM.
+    best_layer : (P,) int64
+        ``np.nanargmax`` over layers (first wins ties); -1 where every layer is NaN.
+    rel_pos : (P,) float64
+        ``best_layer / (L - 1)``; NaN where ``best_layer`` is -1 or the model has one layer.
+    """
+
+    corr: np.ndarray
+    best_layer: np.ndarray
+    rel_pos: np.ndarray
+
+
+def _full_triangles(items, name):
+    if isinstance(items, PreparedRSMs):
+        if items.full is None:
+            raise ValueError(f"{name} were prepared without all-sound triangles")
+        return items.full
+    mats = [_as_features(f"{name}[{i}]", X) for i, X in enumerate(items)]
+    if not mats:
+        raise ValueError(f"{name} is empty")
+    n = mats[0].shape[0]
+    if any(X.shape[0] != n for X in mats):
+        raise ValueError(f"{name} differ in their number of sounds")
+    with threadpool_limits(limits=1, user_api="blas"):
+        return np.stack([_full_triangle(X) for X in mats])
+
+
+def best_layer_all_sounds(layers, participants):
+    """The reference study's best layer per participant for the ROI analysis (METHOD §6).
+
+    Not cross-validated (no score is reported from it): each layer's RSM and each participant's
+    RSM are computed on **all sounds**, every feature z-scored with all-sound statistics
+    (population std; a zero-variance feature is only centred), and compared by the Spearman
+    correlation of their strict upper triangles; best layer = ``np.nanargmax`` over layers,
+    relative position = best / (L - 1) (the study's ``all_data_rsa_for_best_layer`` and
+    ``plot_all_roi_rsa_scatter``). The order of the sounds does not matter.
+
+    Parameters
+    ----------
+    layers : list of (n, units) arrays, or PreparedRSMs from :func:`prepare_layers`
+    participants : list of (n, voxels) arrays, or PreparedRSMs from :func:`prepare_participants`
+
+    Returns
+    -------
+    RSAAllSoundsResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Z = rng.normal(size=(20, 6))
+    >>> layers = [rng.normal(size=(20, 8)), Z @ rng.normal(size=(6, 8))]
+    >>> best_layer_all_sounds(layers, [Z @ rng.normal(size=(6, 5))]).rel_pos.tolist()
+    [1.0]
+    """
+    Lt = _full_triangles(layers, "layers")
+    Pt = _full_triangles(participants, "participants")
+    if Lt.shape[1] != Pt.shape[1]:
+        raise ValueError("layers and participants have different numbers of sounds")
+    corr = _corr(Pt, Lt)  # (P, L); NaN rows give NaN
+    L = corr.shape[1]
+    finite = ~np.isnan(corr)
+    ok = finite.any(axis=1)
+    best = np.where(ok, np.argmax(np.where(finite, corr, -np.inf), axis=1), -1).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(ok & (L >= 2), best / max(L - 1, 1), np.nan)
+    return RSAAllSoundsResult(corr=corr, best_layer=best, rel_pos=rel)
+
+
+# ----------------------------------------------------------------------------- ROI vs ROI
+@dataclass
+class ROISimilarityResult:
+    """ROI-vs-ROI similarity of the neural RSMs (METHOD §6).
+
+    Attributes
+    ----------
+    matrix : DataFrame (ROI x ROI)
+        Mean over participants and splits of the within-participant Spearman between the two
+        ROIs' train RSMs (index named ``roi``).
+    n_participants : DataFrame (ROI x ROI), int
+        Participants that have both ROIs.
+    values : DataFrame
+        Long table ``roi_1, roi_2, participant, split, spearman`` (every ordered pair).
+    """
+
+    matrix: object
+    n_participants: object
+    values: object
+
+
+def roi_vs_roi(rois, splits="all", categories=None, method="spearman"):
+    """Similarity between ROIs: per participant and split, correlate two ROIs' train RSMs.
+
+    The reference study's ``rsa_comparison_neural_roi`` (used for its ROI figure): per
+    participant, ROI and split, the RSM of the train sounds (each voxel z-scored with the train
+    sounds' statistics), then for every pair of ROIs the Spearman correlation of the two RSMs'
+    strict upper triangles; the matrix is the mean of these values over participants and splits
+    (not the correlation of RSMs averaged over participants). The study ran it with **one split
+    whose train set is all 165 sounds** (``n_CV_splits = 1, n_for_train = 165``): the default.
+
+    Parameters
+    ----------
+    rois : mapping ROI name -> mapping participant id -> (n, voxels) array
+        Mean-over-repetitions responses per ROI and participant, stimulus order, >= 2 voxels.
+        A pair of ROIs is averaged over the participants present in both.
+    splits : "all", or (S, n) bool train masks / list of train index arrays
+        "all": one split with every sound in train (the study). Otherwise over the sounds
+        reordered by ``categories`` (if given), as in :func:`cv_best_layer`.
+    categories : sequence of str, optional
+        Per-sound categories; reorders the sounds first (matters only for explicit splits).
+    method : {"spearman", "pearson"}
+
+    Returns
+    -------
+    ROISimilarityResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> Z = rng.normal(size=(30, 5))
+    >>> rois = {r: {s: Z @ rng.normal(size=(5, 8)) + rng.normal(size=(30, 8)) for s in range(3)}
+    ...         for r in ("A", "B")}
+    >>> res = roi_vs_roi(rois)
+    >>> float(res.matrix.loc["A", "A"]), int(res.n_participants.loc["A", "B"])
+    (1.0, 3)
+    """
+    ranks = _check_method(method)
+    names = list(rois)
+    if not names:
+        raise ValueError("rois is empty")
+    tri = {}
+    n = None
+    for r in names:
+        parts = dict(rois[r])
+        for pid, Y in parts.items():
+            Y = _as_features(f"rois[{r!r}][{pid!r}]", Y, n)
+            n = Y.shape[0]
+            parts[pid] = Y
+        tri[r] = parts
+    if n is None:
+        raise ValueError("no participants")
+    order = category_order(categories) if categories is not None else np.arange(n, dtype=np.int64)
+    if categories is not None and len(categories) != n:
+        raise ValueError(f"categories has {len(categories)} labels for {n} sounds")
+    if isinstance(splits, str):
+        if splits != "all":
+            raise ValueError("splits must be 'all' or train masks / indices")
+        masks = np.ones((1, n), dtype=bool)
+    else:
+        masks = np.asarray(splits)
+        if masks.dtype != bool:
+            idx = [np.asarray(t, dtype=np.int64).ravel() for t in splits]
+            masks = np.zeros((len(idx), n), dtype=bool)
+            for k, t in enumerate(idx):
+                masks[k, t] = True
+        if masks.ndim != 2 or masks.shape[1] != n or np.any(masks.sum(1) < 3):
+            raise ValueError(f"splits must be (n_splits, {n}) train masks with >= 3 train sounds each")
+    S = masks.shape[0]
+    U = {}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for r in names:
+            for pid, Y in tri[r].items():
+                Yo = np.ascontiguousarray(Y[order])
+                rows_list = []
+                for s in range(S):
+                    rows = np.flatnonzero(masks[s]).astype(np.int64)
+                    rows_list.append(upper_std(rsm_rows(Yo, rows, rows)[None], ranks)[0])
+                U[(r, pid)] = rows_list
+    M = np.full((len(names), len(names)), np.nan)
+    N = np.zeros((len(names), len(names)), dtype=np.int64)
+    recs = []
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            common = [pid for pid in tri[a] if pid in tri[b]]
+            vals = []
+            for pid in common:
+                for s in range(S):
+                    v = float(np.clip(U[(a, pid)][s] @ U[(b, pid)][s], -1.0, 1.0))
+                    vals.append(v)
+                    recs.append({"roi_1": a, "roi_2": b, "participant": pid, "split": s, "spearman": v})
+            N[i, j] = len(common)
+            if vals:
+                M[i, j] = float(np.mean(vals))
+    idx = pd.Index(names, name="roi")
+    cols = pd.Index(names)
+    col = "spearman" if ranks else "pearson"
+    values = pd.DataFrame(recs, columns=["roi_1", "roi_2", "participant", "split", "spearman"])
+    if not ranks:
+        values = values.rename(columns={"spearman": col})
+    return ROISimilarityResult(matrix=pd.DataFrame(M, index=idx, columns=cols),
+                               n_participants=pd.DataFrame(N, index=idx, columns=cols), values=values)
 
 
 def within_subject_sem(values, quirk=True):

@@ -126,3 +126,40 @@ def naive_wilcoxon_approx(x, y):
     var -= sum(c ** 3 - c for c in counts) / 48
     z = (t - mn) / math.sqrt(var)
     return t, 2 * stats.norm.sf(abs(z))
+
+
+def naive_roi_summary(rel_pos, sem="subjects"):
+    """rel_pos: {model: {subj: value}} for one ROI and one randnetw panel (same participants for
+    every model). Returns {model: (mean over participants, within-subject SEM over the models)}:
+    per participant subtract its mean over the models; population std over participants; divide
+    by sqrt(n_participants - 1) ("subjects") or sqrt(n_models - 1) ("models", the study's RSA)."""
+    models = list(rel_pos)
+    subjects = sorted(rel_pos[models[0]])
+    n_s, n_m = len(subjects), len(models)
+    out = {}
+    subj_mean = {s: sum(rel_pos[m][s] for m in models) / n_m for s in subjects}
+    for m in models:
+        mean = sum(rel_pos[m][s] for s in subjects) / n_s
+        dm = [rel_pos[m][s] - subj_mean[s] for s in subjects]
+        mu = sum(dm) / n_s
+        sd = math.sqrt(sum((x - mu) ** 2 for x in dm) / n_s)
+        div = math.sqrt((n_s if sem == "subjects" else n_m) - 1)
+        out[m] = (mean, sd / div)
+    return out
+
+
+def naive_component_permutation(v1, v2, n_perm=10000, seed=0):
+    """The study's pairwise_model_comparison_comp_boostrap loop on the global stream.
+
+    Returns (null differences, p from (k + 1)/(N + 1) with k = #null >= observed, the study's
+    fraction of null > observed)."""
+    np.random.seed(seed)
+    true_delta = np.mean(v1) - np.mean(v2)
+    null = []
+    for _ in range(n_perm):
+        both = np.concatenate([v1, v2])
+        np.random.shuffle(both)
+        null.append(np.mean(both[:len(v1)]) - np.mean(both[len(v1):]))
+    k_ge = sum(1 for x in null if x >= true_delta)
+    k_gt = sum(1 for x in null if x > true_delta)
+    return np.array(null), (k_ge + 1) / (n_perm + 1), k_gt / n_perm

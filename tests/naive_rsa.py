@@ -133,3 +133,50 @@ def sound_bootstrap(a, b, idx_rows, method="spearman"):
                     vb.append(b[idx[i], idx[j]])
         out.append(f(va, vb)[0])
     return np.array(out)
+
+
+def all_sounds_best_layer(layers, participant):
+    """The study's all_data_rsa_for_best_layer: z-score with all sounds, Pearson RSM, Spearman of
+    each layer's RSM with the participant's; nanargmax / (L - 1)."""
+    P = rsm(participant, participant)
+    corr = [spearman_mats(rsm(X, X), P) for X in layers]
+    best = int(np.nanargmax(corr))
+    return np.array(corr), best, best / (len(layers) - 1)
+
+
+def roi_vs_roi(rois, masks=None):
+    """rois: {roi: {participant: (n, v) array}}. Per participant (present in both ROIs), split
+    and pair of ROIs, the Spearman of the two train RSMs; mean over participants and splits.
+    ``masks`` None = one split with all sounds in train (the study)."""
+    names = list(rois)
+    n = next(iter(next(iter(rois.values())).values())).shape[0]
+    if masks is None:
+        masks = np.ones((1, n), dtype=bool)
+    out = np.full((len(names), len(names)), np.nan)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            vals = []
+            for pid in rois[a]:
+                if pid not in rois[b]:
+                    continue
+                for m in masks:
+                    ya, yb = rois[a][pid][m], rois[b][pid][m]
+                    vals.append(spearman_mats(rsm(ya, ya), rsm(yb, yb)))
+            if vals:
+                out[i, j] = sum(vals) / len(vals)
+    return out
+
+
+def study_rsa_best_layer_summary(model_participant_matrix):
+    """get_mean_and_sem_best_layer of the study: (models, participants) -> mean over participants
+    and within-participant SEM (nanmean over models subtracted, nanstd over participants,
+    divided by sqrt(n_models - 1))."""
+    M = np.asarray(model_participant_matrix, dtype=float)
+    n_models, n_part = M.shape
+    means, errs = [], []
+    for k in range(n_models):
+        means.append(sum(M[k]) / n_part)
+        dm = [M[k, p] - np.nanmean(M[:, p]) for p in range(n_part)]
+        mu = sum(dm) / n_part
+        errs.append(np.sqrt(sum((x - mu) ** 2 for x in dm) / n_part) / np.sqrt(n_models - 1))
+    return np.array(means), np.array(errs)

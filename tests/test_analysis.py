@@ -263,6 +263,32 @@ def test_across_models_summary():
         A.across_models_summary(df.drop(columns="score"))
 
 
+def test_across_models_summary_pool():
+    rs = np.random.RandomState(27)
+    rows = [{"model": m, "randnetw": rn, "subj_idx": s, "score": rs.rand()}
+            for m in ["m1", "m2", "m3"] for rn in (False, True) for s in range(6)]
+    rows += [{"model": "spectemp", "randnetw": False, "subj_idx": s, "score": rs.rand()} for s in range(6)]
+    df = pd.DataFrame(rows)
+    out = A.across_models_summary(df, pool=["m1", "m2"])
+    for rn in (False, True):
+        panel = df[(df.randnetw == rn) | (df.model == "spectemp")]
+        wide = panel.pivot(index="subj_idx", columns="model", values="score")
+        pooled = wide[["m1", "m2", "spectemp"]]
+        sem_pool = dict(zip(pooled.columns, naive.naive_within_subject_sem(pooled.to_numpy().tolist())))
+        sem_all = dict(zip(wide.columns, naive.naive_within_subject_sem(wide.to_numpy().tolist())))
+        got = out[out.randnetw == rn].set_index("model")
+        for m in ("m1", "m2", "spectemp"):
+            assert got.loc[m, "sem"] == pytest.approx(sem_pool[m], rel=1e-12)
+            assert got.loc[m, "in_pool"] and set(got.loc[m, "pooled_models"].split(";")) == {"m1", "m2", "spectemp"}
+        # a model outside the set: SEM over every condition of its panel, recorded as such
+        assert got.loc["m3", "sem"] == pytest.approx(sem_all["m3"], rel=1e-12)
+        assert not got.loc["m3", "in_pool"]
+        assert set(got.loc["m3", "pooled_models"].split(";")) == {"m1", "m2", "m3", "spectemp"}
+    # no pool: every row pooled over its whole panel (the previous behaviour)
+    plain = A.across_models_summary(df)
+    assert plain["in_pool"].all()
+
+
 # ----------------------------------------------------------------------------- ROI
 def test_best_layer_per_roi_against_naive():
     rs = np.random.RandomState(22)
@@ -299,15 +325,83 @@ def test_roi_model_table_and_wilcoxon():
     assert table.loc["m3", "Lateral"] == pytest.approx(
         per_model["m3"].query("roi == 'Lateral'")["rel_pos"].mean())
     w = A.roi_wilcoxon(table)
-    assert list(w.index) == ["Anterior", "Lateral", "Posterior"]
-    for roi in w.index:
-        sc = stats.wilcoxon(table["Primary"], table[roi], method="approx")
-        assert w.loc[roi, "statistic"] == sc.statistic and w.loc[roi, "pvalue"] == sc.pvalue
-        t, p = naive.naive_wilcoxon_approx(table["Primary"].tolist(), table[roi].tolist())
-        assert w.loc[roi, "statistic"] == pytest.approx(t)
-        assert w.loc[roi, "pvalue"] == pytest.approx(p, rel=1e-10)
+    # Primary vs each non-primary ROI, then the non-primary ROIs against each other
+    assert list(zip(w["roi_1"], w["roi_2"])) == list(A.ROI_PAIRS)
+    assert {("Anterior", "Lateral"), ("Anterior", "Posterior"), ("Lateral", "Posterior")} <= set(A.ROI_PAIRS)
+    for _, r in w.iterrows():
+        t, p = naive.naive_wilcoxon_approx(table[r["roi_1"]].tolist(), table[r["roi_2"]].tolist())
+        assert r["statistic"] == pytest.approx(t)
+        assert r["p_value"] == pytest.approx(p, rel=1e-10)
+        assert r["n_models"] == 15
+        assert r["mean_1"] == pytest.approx(table[r["roi_1"]].mean())
     with pytest.raises(ValueError):
         A.roi_wilcoxon(table.drop(columns="Lateral"))
+    # a model with a NaN ROI is left out of that ROI's pairs only
+    t2 = table.copy()
+    t2.loc["m0", "Anterior"] = np.nan
+    w2 = A.roi_wilcoxon(t2).set_index(["roi_1", "roi_2"])
+    assert w2.loc[("Primary", "Anterior"), "n_models"] == 14
+    assert w2.loc[("Primary", "Lateral"), "n_models"] == 15
+    _, p = naive.naive_wilcoxon_approx(t2["Primary"].iloc[1:].tolist(), t2["Anterior"].iloc[1:].tolist())
+    assert w2.loc[("Primary", "Anterior"), "p_value"] == pytest.approx(p, rel=1e-10)
+
+
+def _roi_long(rs, models, n_subj=6, rois=A.ROI_ORDER, randnetw=(False, True)):
+    rows = []
+    for rn in randnetw:
+        for m in models:
+            for s in range(n_subj):
+                for roi in rois:
+                    rows.append({"source_model": m, "randnetw": rn, "subj_idx": s, "roi": roi,
+                                 "rel_pos": rs.rand() * (0.5 if roi == "Primary" else 1.0)})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("sem", ["subjects", "models"])
+def test_roi_summary_against_naive(sem):
+    rs = np.random.RandomState(30)
+    models = ["m1", "m2", "m3", "m4", "other"]
+    long = _roi_long(rs, models)
+    pool = ["m3", "m1", "m4", "m2"]                      # "other" is not pooled
+    out = A.roi_summary(long, models=pool, sem=sem)
+    assert list(out.columns[:6]) == ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr",
+                                     "n_participants"]
+    assert set(out["source_model"]) == set(pool)
+    assert len(out) == len(pool) * 2 * 4                 # trained and permuted, 4 ROIs
+    for (rn, roi), g in out.groupby(["randnetw", "roi"]):
+        sub = long[(long.randnetw == rn) & (long.roi == roi)]
+        ref = naive.naive_roi_summary(
+            {m: dict(zip(sub[sub.source_model == m].subj_idx, sub[sub.source_model == m].rel_pos)) for m in pool},
+            sem=sem)
+        for _, r in g.iterrows():
+            mean, err = ref[r["source_model"]]
+            assert r["rel_pos_mean"] == pytest.approx(mean, rel=1e-12)
+            assert r["rel_pos_yerr"] == pytest.approx(err, rel=1e-12)
+            assert r["n_participants"] == 6 and r["n_models"] == 4
+            assert r["pooled_models"] == "m3;m1;m4;m2"
+
+
+def test_roi_summary_missing_participants_and_single_model():
+    rs = np.random.RandomState(31)
+    long = _roi_long(rs, ["a", "b"], randnetw=(False,))
+    # participant 5 has no Lateral voxels (for every model): left out of Lateral only
+    long = long[~((long.subj_idx == 5) & (long.roi == "Lateral"))]
+    out = A.roi_summary(long).set_index(["source_model", "roi"])
+    assert out.loc[("a", "Lateral"), "n_participants"] == 5
+    assert out.loc[("a", "Primary"), "n_participants"] == 6
+    exp = long[(long.source_model == "a") & (long.roi == "Lateral")].rel_pos.mean()
+    assert out.loc[("a", "Lateral"), "rel_pos_mean"] == pytest.approx(exp)
+    # an ROI nobody has: NaN row, 0 participants
+    out2 = A.roi_summary(long[long.roi != "Anterior"]).set_index(["source_model", "roi"])
+    assert np.isnan(out2.loc[("a", "Anterior"), "rel_pos_mean"])
+    assert out2.loc[("a", "Anterior"), "n_participants"] == 0
+    # one pooled model: no within-subject error over models
+    one = A.roi_summary(long, models=["a"])
+    assert one["rel_pos_yerr"].isna().all() and one["rel_pos_mean"].notna().all()
+    with pytest.raises(ValueError):
+        A.roi_summary(long, sem="bogus")
+    with pytest.raises(ValueError):
+        A.roi_summary(pd.concat([long, long.iloc[:1]]))
 
 
 # ----------------------------------------------------------------------------- comparisons
@@ -318,7 +412,12 @@ def test_bootstrap_matches_sequential_global_stream():
     res = A.bootstrap_model_comparison(v1, v2, n_boot=2000)
     p, means = naive.naive_bootstrap(v1, v2, n_boot=2000)
     assert np.allclose(res.boot_means, means, rtol=1e-15, atol=0)
-    assert res.p_value == p
+    assert res.p_value_study == p                        # the study's raw fraction
+    k = sum(1 for m in means if m >= v1.mean())
+    assert res.p_value == (k + 1) / 2001 and res.n_resamples == 2000
+    # never 0, even when every resample is below model 1
+    far = A.bootstrap_model_comparison(v1 + 1.0, v2, n_boot=500)
+    assert far.p_value_study == 0.0 and far.p_value == 1 / 501
     assert res.mean_1 == pytest.approx(v1.mean())
     with pytest.raises(ValueError):
         A.bootstrap_model_comparison(v1, v2[:, None])
@@ -326,21 +425,27 @@ def test_bootstrap_matches_sequential_global_stream():
 
 def test_permutation_component_comparison():
     rs = np.random.RandomState(25)
-    a = rs.rand(10) + 0.5
+    a = rs.rand(10) + 0.1
     b = rs.rand(10)
     res = A.permutation_component_comparison(a, b, n_perm=500)
-    r2 = np.random.RandomState(0)
-    pooled = np.concatenate([a, b])
-    null = []
-    for _ in range(500):
-        p = r2.permutation(pooled)
-        null.append(p[:10].mean() - p[10:].mean())
-    assert np.array_equal(res.null, null)
+    null, p, p_study = naive.naive_component_permutation(a, b, n_perm=500)
+    np.testing.assert_allclose(res.null, null, rtol=0, atol=1e-15)
     assert res.observed == pytest.approx(a.mean() - b.mean())
-    assert res.p_value == np.mean(np.abs(null) >= abs(res.observed))
-    assert res.p_value < 0.05
-    same = A.permutation_component_comparison(a, a.copy(), n_perm=200)
-    assert same.p_value == 1.0
+    assert res.p_value == p and res.p_value_study == p_study and res.n_resamples == 500
+    assert 0 < res.p_value < 1
+    # one-sided: model 1 below model 2 gives a large p
+    rev = A.permutation_component_comparison(b, a, n_perm=500)
+    assert rev.p_value > 0.5
+    # never 0: far apart
+    far = A.permutation_component_comparison(a + 5, b, n_perm=300)
+    _, p_far, p_far_study = naive.naive_component_permutation(a + 5, b, n_perm=300)
+    assert far.p_value_study == p_far_study == 0.0 and far.p_value == p_far == 1 / 301
+    # different sizes and seeds
+    c = rs.rand(7)
+    r2 = A.permutation_component_comparison(a, c, n_perm=200, seed=3)
+    null2, p2, ps2 = naive.naive_component_permutation(a, c, n_perm=200, seed=3)
+    np.testing.assert_allclose(r2.null, null2, rtol=0, atol=1e-15)
+    assert (r2.p_value, r2.p_value_study) == (p2, ps2)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -390,8 +495,47 @@ def test_figures_smoke(tmp_path):
     F.plot_components(sc, path=tmp_path / "comp")
     assert (tmp_path / "comp.pdf").exists()
 
-    tab = pd.DataFrame(rs.rand(8, 4), columns=list(A.ROI_ORDER))
-    F.plot_roi_best_layer(tab, A.roi_wilcoxon(tab), path=tmp_path / "roi")
-    assert (tmp_path / "roi.png").exists()
+    long = _roi_long(rs, list("abcdefgh"))
+    summ = A.roi_summary(long)
+    wide = summ[~summ.randnetw].pivot(index="source_model", columns="roi", values="rel_pos_mean")
+    fig = F.plot_roi_best_layer(summ, A.roi_wilcoxon(wide), path=tmp_path / "roi")
+    assert (tmp_path / "roi.png").exists() and len(fig.axes) == 3
+    assert "p = " in fig.axes[0].get_title()
+    F.plot_roi_best_layer(summ, randnetw=True, path=tmp_path / "roi_perm")
+    assert (tmp_path / "roi_perm.pdf").exists()
+    F.plot_roi_best_layer(wide, path=tmp_path / "roi_wide")      # a plain models x ROIs table
     with pytest.raises(ValueError):
-        F.plot_roi_best_layer(tab.drop(columns="Primary"))
+        F.plot_roi_best_layer(summ[summ.roi != "Primary"])
+
+
+# ----------------------------------------------------------------------------- model sets, comparison pairs
+def test_model_pool_uses_the_papers_sets():
+    from fastenc.analysis_stage import model_pool
+    from fastenc.registry import load_registry
+    reg = load_registry()
+    pool, label = model_pool(["VGGish", "Kell2018wordSeed2", "AST", "spectemp"], reg, "FIG_2_5_MODEL_LIST",
+                             with_baseline=True)
+    assert pool == ["AST", "VGGish", "spectemp"] and label.startswith("FIG_2_5_MODEL_LIST (2 of 19 present)")
+    full, label = model_pool(reg.model_set("FIG_7_MODEL_LIST") + ["DS2"], reg, "FIG_7_MODEL_LIST")
+    assert full == reg.model_set("FIG_7_MODEL_LIST") and label == "FIG_7_MODEL_LIST"
+    demo = load_registry(manifest={"models": {m: {"layers": ["a", "b"], "storage": "h5"} for m in ("D1", "D2")}})
+    pool, label = model_pool(["D1", "D2", "spectemp"], demo, "FIG_7_MODEL_LIST")
+    assert pool == ["D1", "D2"] and "none of FIG_7_MODEL_LIST present" in label
+    pool, _ = model_pool(["D1", "D2", "spectemp"], demo, "FIG_2_5_MODEL_LIST", with_baseline=True)
+    assert pool == ["D1", "D2", "spectemp"]
+
+
+def test_comparison_pairs():
+    from fastenc.analysis_stage import comparison_pairs
+    from fastenc.registry import load_registry
+    versions = [("ResNet50multitask", False), ("ResNet50multitask", True), ("Kell2018word", False),
+                ("Kell2018wordClean", False), ("AST", False), ("spectemp", False)]
+    pairs = comparison_pairs(versions, load_registry())
+    fam = {}
+    for f, a, b in pairs:
+        fam.setdefault(f, []).append((a, b))
+    assert fam["trained vs permuted"] == [(("ResNet50multitask", False), ("ResNet50multitask", True))]
+    assert len(fam["vs spectemp"]) == 5 and all(b == ("spectemp", False) for _, b in fam["vs spectemp"])
+    assert fam["ResNet50multitask vs in-house"] == [(("ResNet50multitask", False), ("Kell2018word", False))]
+    assert set(fam["clean vs noisy"]) == {(("Kell2018wordClean", False), ("Kell2018word", False)),
+                                          (("Kell2018word", False), ("Kell2018wordClean", False))}

@@ -17,18 +17,41 @@ def study(tmp_path_factory):
     return data, out, tables
 
 
+ROI_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr", "n_participants"]
+DEMO_POOL = "DemoCNN;DemoTransformer"
+
+
 def test_outputs_written(study):
     _, out, _ = study
     for t in ("NH2015", "B2021"):
         df = pd.read_csv(out / f"across-models_{t}.csv")
-        assert {"source_model", "randnetw", "median_r2_test_c_mean", "median_r2_test_c_yerr"} <= set(df.columns)
+        assert {"source_model", "randnetw", "median_r2_test_c_mean", "median_r2_test_c_yerr",
+                "pooled_models", "model_set"} <= set(df.columns)
+        # the demo's models are its own: none of FIG_2_5_MODEL_LIST is present, all present are pooled
+        assert (df["pooled_models"] == f"{DEMO_POOL};spectemp").all()
+        assert df["model_set"].str.contains("none of FIG_2_5_MODEL_LIST present").all()
         rsa = pd.read_csv(out / f"rsa_across-models_{t}.csv")
-        assert {"source_model", "randnetw", "roi", "rsa_mean", "rsa_yerr", "noise_ceiling"} <= set(rsa.columns)
+        assert {"source_model", "randnetw", "roi", "rsa_mean", "rsa_yerr", "noise_ceiling",
+                "noise_ceiling_yerr", "pooled_models"} <= set(rsa.columns)
         assert set(rsa["roi"]) == {"All", "Primary", "Lateral", "Posterior", "Anterior"}
-        roi = pd.read_csv(out / f"rsa_roi-vs-roi_{t}.csv", index_col=0)
-        np.testing.assert_allclose(np.diag(roi.to_numpy()), 1.0)
-        assert (out / f"rsa_best-layer-roi_{t}.csv").exists()
-        for fig in ("across-models", "across-layers", "best-layer-roi", "rsa_across-models", "rsa_roi-matrices"):
+        roi = pd.read_csv(out / f"rsa_roi-vs-roi_{t}.csv")
+        assert roi.columns[0] == "roi" and list(roi["roi"]) == ["Primary", "Lateral", "Posterior", "Anterior"]
+        M = roi.set_index("roi").to_numpy()
+        np.testing.assert_allclose(np.diag(M), 1.0)
+        np.testing.assert_allclose(M, M.T)
+        assert (np.abs(M) <= 1).all()
+        for name in (f"best-layer-roi_{t}.csv", f"rsa_best-layer-roi_{t}.csv"):
+            b = pd.read_csv(out / name)
+            assert list(b.columns[:6]) == ROI_COLUMNS, name
+            assert set(b["randnetw"]) == {False, True}, name           # trained and permuted networks
+            assert len(b) == 2 * 2 * 4 and (b["pooled_models"] == DEMO_POOL).all(), name
+            assert b["model_set"].str.contains("none of FIG_7_MODEL_LIST present").all()
+            assert b["rel_pos_mean"].between(0, 1).all() and (b["rel_pos_yerr"] >= 0).all()
+            w = pd.read_csv(out / name.replace("best-layer-roi_", "best-layer-roi-wilcoxon_"))
+            assert len(w) == 2 * 6 and {"roi_1", "roi_2", "statistic", "p_value", "n_models"} <= set(w.columns)
+            assert {("Anterior", "Lateral"), ("Lateral", "Posterior")} <= set(zip(w["roi_1"], w["roi_2"]))
+        for fig in ("across-models", "across-layers", "best-layer-roi", "best-layer-roi_randnetw",
+                    "rsa_across-models", "rsa_roi-matrices", "rsa_best-layer-roi", "rsa_best-layer-roi_randnetw"):
             assert (out / "figures" / f"{fig}_{t}.png").stat().st_size > 10_000
     comp = pd.read_csv(out / "across-models_NH2015comp.csv")
     assert {"median_r2_test_mean", "median_r2_test_yerr"} <= set(comp.columns)
@@ -44,21 +67,74 @@ def test_trained_beat_spectemp_beat_permuted(study, target):
 
 
 @pytest.mark.parametrize("target", ["NH2015", "B2021"])
-def test_non_primary_rois_prefer_deeper_layers(study, target):
-    _, _, tables = study
-    roi = tables[f"best-layer-roi_{target}"]
+@pytest.mark.parametrize("kind", ["", "rsa_"])
+def test_non_primary_rois_prefer_deeper_layers(study, target, kind):
+    """Planted truth: Primary voxels peak at early layers, the other ROIs at deeper ones (trained
+    networks), by regression and by RSA."""
+    _, out, _ = study
+    roi = pd.read_csv(out / f"{kind}best-layer-roi_{target}.csv")
+    trained = roi[~roi["randnetw"]].set_index(["source_model", "roi"])["rel_pos_mean"]
     for m in ("DemoCNN", "DemoTransformer"):
+        assert trained[(m, "Primary")] <= 0.25, m
         for r in ("Anterior", "Lateral", "Posterior"):
-            assert roi.loc[m, r] > roi.loc[m, "Primary"], (m, r)
+            assert trained[(m, r)] > trained[(m, "Primary")] + 0.2, (m, r)
+    n = roi.set_index(["source_model", "randnetw", "roi"])["n_participants"]
+    assert (n == (8 if target == "NH2015" else 20)).all()
+
+
+def test_rsa_best_layer_per_roi_is_the_all_sounds_argmax(study):
+    """rsa_best-layer-roi: per participant the nanargmax over layers of the Spearman between RSMs
+    of all 165 sounds (slow reference: tests/naive_rsa.py), mean over participants."""
+    from fastenc.io import load_neural, open_model
+
+    from . import naive_rsa
+    data, out, _ = study
+    nd = load_neural(data, "NH2015")
+    Ym = nd.Y.mean(axis=2)
+    subj = nd.roi_meta["subj_idx"].to_numpy()
+    lab = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+    with open_model(data, "DemoTransformer") as acts:
+        layers = [X for _, X in acts.iter_layers()]
+    per_subj = pd.read_csv(out / "rsa_subject-scores_NH2015.csv")
+    per_subj = per_subj[(per_subj.source_model == "DemoTransformer") & ~per_subj.randnetw]
+    roi_t = pd.read_csv(out / "rsa_best-layer-roi_NH2015.csv").set_index(["source_model", "randnetw", "roi"])
+    for r in ("Primary", "Anterior"):
+        rel = []
+        for s in np.unique(subj):
+            _, _, rp = naive_rsa.all_sounds_best_layer(layers, Ym[:, (subj == s) & (lab == r)])
+            rel.append(rp)
+            got = per_subj[(per_subj.roi == r) & (per_subj.subj_idx == s)]["best_layer_rel_all_sounds"]
+            assert got.item() == pytest.approx(rp), (r, s)
+        assert roi_t.loc[("DemoTransformer", False, r), "rel_pos_mean"] == pytest.approx(np.mean(rel))
+
+
+def test_rsa_roi_vs_roi_is_mean_of_participant_values(study):
+    from fastenc.io import load_neural
+
+    from . import naive_rsa
+    data, out, _ = study
+    nd = load_neural(data, "NH2015")
+    Ym = nd.Y.mean(axis=2)
+    subj = nd.roi_meta["subj_idx"].to_numpy()
+    lab = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+    rois = {r: {s: Ym[:, (subj == s) & (lab == r)] for s in np.unique(subj)} for r in ("Primary", "Lateral")}
+    ref = naive_rsa.roi_vs_roi(rois)
+    got = pd.read_csv(out / "rsa_roi-vs-roi_NH2015.csv", index_col="roi")
+    assert got.loc["Primary", "Lateral"] == pytest.approx(ref[0, 1], abs=1e-10)
 
 
 def test_rsa_trained_beats_permuted_and_stays_below_ceiling(study):
-    _, _, tables = study
+    _, out, tables = study
     df = tables["rsa_across-models_NH2015"]
     allv = df[df["roi"] == "All"].set_index(["source_model", "randnetw"])
     for m in ("DemoCNN", "DemoTransformer"):
         assert allv.loc[(m, False), "rsa_mean"] > allv.loc[(m, True), "rsa_mean"]
         assert allv.loc[(m, False), "rsa_mean"] < allv.loc[(m, False), "noise_ceiling"] + 0.05
+    # noise-ceiling band: std / sqrt(participants - 1) of the participants' ceilings
+    sub = pd.read_csv(out / "rsa_subject-scores_NH2015.csv")
+    nc = sub[sub.roi == "All"].groupby("subj_idx")["noise_ceiling"].first().to_numpy()
+    assert allv["noise_ceiling_yerr"].iloc[0] == pytest.approx(np.std(nc) / np.sqrt(len(nc) - 1))
+    assert allv["noise_ceiling"].iloc[0] == pytest.approx(nc.mean())
 
 
 def test_component_scores_follow_planted_depth(study):
@@ -94,13 +170,28 @@ def test_rsa_corrected_option(study):
     np.testing.assert_allclose(fixed["rsa_mean"], quirk.loc[fixed.index, "rsa_mean"])
     assert not np.allclose(fixed["noise_ceiling"], quirk.loc[fixed.index, "noise_ceiling"])
     assert (out / "rsa-corrected").is_dir()
+    # RSA best layer per ROI: same positions; error over participants (sqrt(8 - 1)) instead of
+    # over models (sqrt(2 - 1), the study's quirk)
+    key = ["source_model", "randnetw", "roi"]
+    q = tables["rsa_best-layer-roi_NH2015"].set_index(key)
+    c = corr["rsa_best-layer-roi_NH2015"].set_index(key).loc[q.index]
+    np.testing.assert_allclose(c["rel_pos_mean"], q["rel_pos_mean"])
+    np.testing.assert_allclose(c["rel_pos_yerr"] * np.sqrt(8 - 1), q["rel_pos_yerr"] * np.sqrt(2 - 1), atol=1e-12)
 
 
-def test_component_model_comparisons(study):
+def test_model_comparisons_report_resample_p_values(study):
     _, out, _ = study
-    df = pd.read_csv(out / "model-comparisons_NH2015comp.csv")
-    assert set(df["component"]) == {"lowfreq", "highfreq", "envsounds", "pitch", "speech", "music"}
-    assert df["p_value"].between(0, 1).all()
+    for name in ("model-comparisons_NH2015comp.csv", "model-comparisons_NH2015.csv", "model-comparisons_B2021.csv"):
+        df = pd.read_csv(out / name)
+        assert {"model_1", "model_2", "p_value", "p_value_study", "n_resamples"} <= set(df.columns), name
+        assert (df["n_resamples"] == 10000).all()
+        # never 0: (k + 1) / (N + 1); the study's raw fraction beside it
+        assert (df["p_value"] >= 1 / 10001).all() and (df["p_value"] <= 1).all()
+        assert df["p_value_study"].between(0, 1).all() and (df["p_value_study"] <= df["p_value"]).all()
+        tvp = df[df["comparison"] == "trained vs permuted"]
+        assert len(tvp) and (tvp["p_value"] == 1 / 10001).all() and (tvp["p_value_study"] == 0).all()
+    comp = pd.read_csv(out / "model-comparisons_NH2015comp.csv")
+    assert set(comp["component"]) == {"lowfreq", "highfreq", "envsounds", "pitch", "speech", "music"}
 
 
 def test_missing_target_folder_and_single_model(tmp_path):

@@ -389,3 +389,128 @@ def test_max_statistic_ignores_constant_matrices():
     with_const = rsa.permutation_test_many([model, np.ones((10, 10))], brain, n_permutations=999, seed=0)
     assert with_const.pvalue_corrected[0] == alone.pvalue_corrected[0]
     assert np.isnan(with_const.pvalue_corrected[1])
+
+
+# ----------------------------------------------------------------------------- all-sound best layer, ROI vs ROI
+def test_best_layer_all_sounds_matches_study_loop():
+    layers, parts, cats = _cv_data(n=60, L=3, P=3, seed=21)
+    layers = layers + [layers[1].copy()]                  # a tie: the first of the two wins
+    res = rsa.best_layer_all_sounds(layers, parts)
+    for p, Y in enumerate(parts):
+        corr, best, rel = naive.all_sounds_best_layer(layers, Y)
+        np.testing.assert_allclose(res.corr[p], corr, atol=1e-10)
+        assert res.best_layer[p] == best and res.rel_pos[p] == pytest.approx(rel)
+    # prepared inputs (category order, splits) give the same values: the order does not matter
+    masks = naive.study_split_masks(60, 30, 3)
+    M = rsa.prepare_layers(layers, splits=masks, categories=cats)
+    P = rsa.prepare_participants(parts, splits=masks, categories=cats)
+    prep = rsa.best_layer_all_sounds(M, P)
+    np.testing.assert_allclose(prep.corr, res.corr, atol=1e-12)
+    np.testing.assert_array_equal(prep.best_layer, res.best_layer)
+    # a constant layer is NaN and never best; a single layer has no relative position
+    const = np.tile(np.arange(60.0)[:, None], (1, 5))
+    r2 = rsa.best_layer_all_sounds([const, layers[0]], parts)
+    assert np.isnan(r2.corr[:, 0]).all() and (r2.best_layer == 1).all()
+    r3 = rsa.best_layer_all_sounds([const], parts)
+    assert (r3.best_layer == -1).all() and np.isnan(r3.rel_pos).all()
+    assert np.isnan(rsa.best_layer_all_sounds(layers[:1], parts).rel_pos).all()
+    with pytest.raises(ValueError, match="sounds"):
+        rsa.best_layer_all_sounds(layers, [parts[0][:50]])
+
+
+def test_best_layer_all_sounds_differs_from_cv_median():
+    """The ROI analysis of the study is not the cross-validated best layer (median over splits)."""
+    layers, parts, cats = _cv_data(seed=22)
+    cv = rsa.cv_best_layer(layers, parts, categories=cats)
+    alls = rsa.best_layer_all_sounds(layers, parts)
+    for p, Y in enumerate(parts):
+        _, best, _ = naive.all_sounds_best_layer(layers, Y)
+        assert alls.best_layer[p] == best
+    assert cv.best_layer.shape == (3, 10) and alls.best_layer.shape == (3,)
+
+
+def _roi_data(n=40, seed=23):
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(n, 6))
+    rois = {}
+    for k, r in enumerate(["Primary", "Lateral", "Posterior", "Anterior"]):
+        rois[r] = {s: Z @ rng.normal(size=(6, 7)) + (1 + k) * rng.normal(size=(n, 7)) for s in range(4)}
+    del rois["Anterior"][2]                               # participant 2 has no Anterior voxels
+    return rois
+
+
+def test_roi_vs_roi_matches_naive_all_sounds():
+    rois = _roi_data()
+    res = rsa.roi_vs_roi(rois)
+    ref = naive.roi_vs_roi(rois)
+    np.testing.assert_allclose(res.matrix.to_numpy(), ref, atol=1e-10)
+    assert res.matrix.index.name == "roi" and list(res.matrix.columns) == list(rois)
+    np.testing.assert_allclose(np.diag(res.matrix.to_numpy()), 1.0)
+    assert res.n_participants.loc["Primary", "Anterior"] == 3 and res.n_participants.loc["Primary", "Lateral"] == 4
+    # it is the mean of within-participant values, not the correlation of averaged RSMs
+    avg = {r: np.mean([naive.rsm(Y, Y) for Y in d.values()], axis=0) for r, d in rois.items()}
+    assert abs(res.matrix.loc["Primary", "Posterior"] - naive.spearman_mats(avg["Primary"], avg["Posterior"])) > 1e-3
+    vals = res.values[(res.values.roi_1 == "Primary") & (res.values.roi_2 == "Posterior")]
+    assert len(vals) == 4 and vals["spearman"].mean() == pytest.approx(res.matrix.loc["Primary", "Posterior"])
+
+
+def test_roi_vs_roi_matches_naive_with_splits():
+    rois = _roi_data(n=40, seed=24)
+    masks = naive.study_split_masks(40, 20, 3)
+    res = rsa.roi_vs_roi(rois, splits=masks)
+    np.testing.assert_allclose(res.matrix.to_numpy(), naive.roi_vs_roi(rois, masks), atol=1e-10)
+    idx = rsa.roi_vs_roi(rois, splits=[np.flatnonzero(m) for m in masks])
+    np.testing.assert_allclose(idx.matrix.to_numpy(), res.matrix.to_numpy())
+    with pytest.raises(ValueError):
+        rsa.roi_vs_roi(rois, splits="some")
+    with pytest.raises(ValueError):
+        rsa.roi_vs_roi({})
+
+
+def test_rsa_roi_summary_matches_study_formula():
+    """roi_summary(sem="models") is the study's get_mean_and_sem_best_layer (RSA quirk)."""
+    import pandas as pd
+
+    from fastenc import analysis as A
+    rng = np.random.default_rng(25)
+    M = rng.integers(0, 8, size=(6, 8)) / 7               # 6 models x 8 participants
+    rows = [{"source_model": f"m{k}", "randnetw": False, "subj_idx": p, "roi": "Lateral", "rel_pos": M[k, p]}
+            for k in range(6) for p in range(8)]
+    out = A.roi_summary(pd.DataFrame(rows), rois=["Lateral"], sem="models")
+    mean, err = naive.study_rsa_best_layer_summary(M)
+    np.testing.assert_allclose(out["rel_pos_mean"], mean, rtol=1e-12)
+    np.testing.assert_allclose(out["rel_pos_yerr"], err, rtol=1e-12)
+
+
+def test_rsa_noise_ceiling_band_and_pooled_sem():
+    """rsa_across-models: ceiling band = std / sqrt(participants - 1); SEM pooled over the set."""
+    import pandas as pd
+
+    from fastenc.analysis_stage import _rsa_across_models
+    from fastenc.registry import load_registry
+    rng = np.random.default_rng(26)
+    nc = rng.uniform(0.5, 0.8, size=5)
+    rows = []
+    for m, rn in [("AST", False), ("AST", True), ("VGGish", False), ("VGGish", True),
+                  ("Kell2018wordSeed2", False), ("spectemp", False)]:
+        for s in range(5):
+            rows.append({"source_model": m, "randnetw": rn, "roi": "All", "subj_idx": s,
+                         "rsa": rng.uniform(0.1, 0.5), "noise_ceiling": nc[s]})
+    long = pd.DataFrame(rows)
+    reg = load_registry()
+    pool = ["AST", "VGGish", "spectemp"]
+    out = _rsa_across_models(long, reg, pool, "FIG_2_5_MODEL_LIST (2 of 19 present) + spectemp", corrected=False)
+    band = np.sqrt(np.mean((nc - nc.mean()) ** 2)) / np.sqrt(4)
+    assert out["noise_ceiling_yerr"].to_numpy() == pytest.approx(np.full(len(out), band))
+    assert out["noise_ceiling"].iloc[0] == pytest.approx(nc.mean())
+    tr = long[~long.randnetw]
+    wide = tr.pivot(index="subj_idx", columns="source_model", values="rsa")
+    for cols, models in ((["AST", "VGGish", "spectemp"], ["AST", "VGGish", "spectemp"]),
+                         (list(wide.columns), ["Kell2018wordSeed2"])):
+        d = wide[cols].to_numpy() - wide[cols].to_numpy().mean(1, keepdims=True)
+        ref = dict(zip(cols, d.std(0) / np.sqrt(len(cols) - 1)))  # the study: sqrt(models - 1)
+        for m in models:
+            row = out[(out.source_model == m) & ~out.randnetw].iloc[0]
+            assert row["rsa_yerr"] == pytest.approx(ref[m], rel=1e-12)
+            assert set(row["pooled_models"].split(";")) == set(cols)
+    assert not out.set_index(["source_model", "randnetw"]).loc[("Kell2018wordSeed2", False), "in_pool"]
