@@ -502,8 +502,9 @@ def _add_all_sounds_best_layer(df, data_dir, model, randnetw, parts, registry) -
 
 def _rsa_roi_matrices(data_dir, out, target, categories) -> dict:
     """Mean participant RSM per ROI (all sounds, category order) and the ROI-vs-ROI matrix
-    (:func:`fastenc.rsa.roi_vs_roi`: per participant the Spearman between two ROIs' RSMs of all
-    sounds, then the mean over participants, as the study's ``rsa_comparison_neural_roi``)."""
+    (:func:`fastenc.rsa.roi_vs_roi`: per participant and split the Spearman between two ROIs'
+    train RSMs, then the mean over participants and splits, docs/method.md §6; the study's
+    ``rsa_comparison_neural_roi`` ran the same with one split whose train set is all sounds)."""
     from . import rsa
 
     order = rsa.category_order(categories)
@@ -515,7 +516,8 @@ def _rsa_roi_matrices(data_dir, out, target, categories) -> dict:
     anat = {roi: dict(zip(ids, parts)) for roi in RSA_ROI_VS_ROI if roi in per_roi
             for ids, parts in [per_roi[roi]]}
     if anat:
-        sim = rsa.roi_vs_roi(anat)
+        from .splits import seed_splits
+        sim = rsa.roi_vs_roi(anat, splits=seed_splits(), categories=categories)
         sim.matrix.to_csv(Path(out) / f"rsa_roi-vs-roi_{target}.csv")
         res[f"rsa_roi-vs-roi_{target}"] = sim.matrix
         res[f"rsa_roi-vs-roi-n_{target}"] = sim.n_participants

@@ -117,8 +117,11 @@ def test_rsa_roi_vs_roi_is_mean_of_participant_values(study):
     Ym = nd.Y.mean(axis=2)
     subj = nd.roi_meta["subj_idx"].to_numpy()
     lab = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+    from fastenc.io import load_stimuli
+    order = naive_rsa.category_reorder(load_stimuli(data)["category"].tolist())
+    Ym = Ym[order]  # the split masks index the category-ordered sounds (docs/method.md §6)
     rois = {r: {s: Ym[:, (subj == s) & (lab == r)] for s in np.unique(subj)} for r in ("Primary", "Lateral")}
-    ref = naive_rsa.roi_vs_roi(rois)
+    ref = naive_rsa.roi_vs_roi(rois, masks=naive_rsa.study_split_masks())
     got = pd.read_csv(out / "rsa_roi-vs-roi_NH2015.csv", index_col="roi")
     assert got.loc["Primary", "Lateral"] == pytest.approx(ref[0, 1], abs=1e-10)
 

@@ -224,6 +224,9 @@ def test_empty_roi_is_documented_behaviour(case):
         tables = pipeline.run_all(data, out, models=["DemoCNN"], targets=["NH2015"], progress=False,
                                   figures=False)
     roi = tables["best-layer-roi_NH2015"]
-    assert roi["Primary"].isna().all() and roi[["Lateral", "Anterior", "Posterior"]].notna().all().all()
+    primary = roi["roi"] == "Primary"
+    assert primary.any() and roi.loc[primary, "rel_pos_mean"].isna().all()
+    assert set(roi.loc[~primary, "roi"]) == {"Anterior", "Lateral", "Posterior"}
+    assert roi.loc[~primary, "rel_pos_mean"].notna().all()
     assert "Primary" not in set(tables["rsa_across-models_NH2015"]["roi"])
     assert {"All", "Lateral"} <= set(tables["rsa_across-models_NH2015"]["roi"])
