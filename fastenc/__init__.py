@@ -8,6 +8,7 @@ Main entry points:
 - :func:`seed_splits` — the study's 10 train/test splits of the 165 sounds.
 - :func:`run_all` — the whole study (regression, analysis, RSA, figures) on a data root.
 - :mod:`fastenc.rsa`, :mod:`fastenc.analysis`, :mod:`fastenc.datasets` — RSA, METHOD §5, demo data.
+- :mod:`fastenc.extract` — a PyTorch model's layer activations for the 165 sounds (needs torch).
 """
 __version__ = "0.1.0"
 
@@ -28,8 +29,12 @@ def __getattr__(name):
                 raise
             raise ImportError("fastenc.RidgeLOOCV requires scikit-learn: pip install scikit-learn") from e
         return RidgeLOOCV
+    if name == "extract":
+        # the activation extractor (fastenc.extract); PyTorch is needed only to run it
+        import importlib
+        return importlib.import_module(".extract", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ridge_cv", "RidgeCVResult", "study_alphas", "score_layer", "LayerScores",
-           "prepare_targets", "seed_splits", "kfold_splits", "shuffle_splits", "group_splits", "run_all", "RidgeLOOCV", "analysis", "datasets", "rsa", "__version__"]
+           "prepare_targets", "seed_splits", "kfold_splits", "shuffle_splits", "group_splits", "run_all", "RidgeLOOCV", "extract", "analysis", "datasets", "rsa", "__version__"]

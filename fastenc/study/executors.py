@@ -1,23 +1,17 @@
-"""Run the regression (and RSA) units of ``run_all`` on a Dask cluster.
+"""Executors: run a list of tasks, here (:class:`LocalExecutor`) or on a Dask cluster
+(:class:`DaskExecutor`). They know nothing of the study: no stage module is imported here.
 
-Nothing here is imported unless a client is asked for (``--scheduler`` / ``--cluster`` or
-``run_all(..., client=client)``); Dask is imported lazily inside the functions.
+A task is ``fn(item, shared, ctx)``: ``item`` one element of the list (e.g. a model version),
+``shared`` one object every task reads (the prepared target data, the registry, ...), and
+``ctx`` a :class:`TaskContext` (``ctx.emit(event)`` reports progress to the driver,
+``ctx.n_threads`` is the number of Numba threads the task may use). ``on_result(item, value)``
+and ``on_event(event)`` are always called in the calling thread.
 
-Design
-------
-- One task per model version (model, trained/permuted): :func:`fastenc.pipeline.regress_model`
-  runs on a worker, reads the activations from the shared ``data_dir`` once, scores every layer
-  against every target dataset and writes each unit atomically to the shared ``out`` folder
-  (:class:`fastenc.store.ResultStore`). The reuse rule is the single-process one (it lives in
-  ``regress_model``): a finished unit is skipped only when its stored input record (hash of the
-  layer's activations, stimulus order, neural data, splits, alpha grid, method version) equals
-  the current one, and is recomputed otherwise; so a retried task, a resubmitted task or a
-  restarted driver only redo what is missing or stale. Workers report recomputed units and why;
-  the driver logs them (``<out>/fastenc.log``). RSA tasks run ``rsa_model``, which applies the
-  same rule to the RSA cache.
-- The large inputs shared by every task (the prepared :class:`~fastenc.pipeline.TargetBundle` s —
-  B2021 is ~140 MB on the real data — the splits, the alpha grid and the registry) are sent once
-  per worker with ``client.scatter(..., broadcast=True)``; tasks only carry a reference.
+Dask (imported lazily, only when a client is asked for: ``--scheduler`` / ``--cluster`` or
+``run_all(..., client=client)``):
+
+- ``shared`` is sent once per worker with ``client.scatter(..., broadcast=True)``; tasks carry
+  only a reference (the B2021 bundle is ~140 MB on the real data).
 - Inside a worker process, fastenc tasks run one at a time (a process-wide lock) with Numba on
   ``n_threads`` threads, or on the worker's ``nthreads``. Workers that advertise the resource
   ``fastenc=1`` (clusters made by :func:`make_client` do) also get one task at a time from the
@@ -27,9 +21,10 @@ Design
   ``KilledWorker``, lost scattered inputs) is resubmitted by the driver, up to ``resubmit`` times,
   after re-scattering the shared inputs if needed. Errors of the input (``ValueError``,
   ``FileNotFoundError``: a corrupt file, a wrong shape) are not retried: they are raised on the
-  driver with the original message, remaining tasks are cancelled, and finished units stay.
-- Progress: workers publish each finished unit as a Dask event (``Worker.log_event``), so the
-  driver's progress bar moves per (target, layer); the task's returned report completes it.
+  driver with the original message, remaining tasks are cancelled, and finished work stays.
+- Progress: ``ctx.emit`` publishes a Dask event (``Worker.log_event``) that the driver hands to
+  ``on_event`` as it arrives; events still in flight when the last result comes are delivered
+  then (the caller also reports from the results, so none is needed for correctness).
 """
 from __future__ import annotations
 
@@ -39,8 +34,9 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
-__all__ = ["make_client", "run_regression_dask", "run_rsa_dask", "FASTENC_RESOURCE"]
+__all__ = ["TaskContext", "LocalExecutor", "DaskExecutor", "make_executor", "make_client", "FASTENC_RESOURCE"]
 
 #: Worker resource that limits fastenc tasks to one at a time per worker.
 FASTENC_RESOURCE = "fastenc"
@@ -50,6 +46,131 @@ _CLUSTER = re.compile(r"^local(?::(\d+))?$")
 
 #: One fastenc task at a time per worker process (Numba's thread pool is process-wide).
 _TASK_LOCK = threading.Lock()
+
+
+def _no_event(event) -> None:
+    return None
+
+
+@dataclass
+class TaskContext:
+    """What a task may use besides its item and the shared inputs."""
+
+    emit: Callable = _no_event
+    n_threads: int | None = None
+
+
+class LocalExecutor:
+    """Run the tasks one after the other in this process.
+
+    Examples
+    --------
+    >>> LocalExecutor().run(lambda item, shared, ctx: item * shared, [1, 2], 10,
+    ...                     on_result=lambda item, value: print(item, value))
+    1 10
+    2 20
+    """
+
+    def __init__(self, n_threads=None):
+        self.n_threads = n_threads
+
+    def run(self, fn, items, shared, on_result, on_event=None, label="fastenc", name=str) -> None:
+        ctx = TaskContext(emit=on_event or _no_event, n_threads=self.n_threads)
+        for item in items:
+            on_result(item, fn(item, shared, ctx))
+
+
+class DaskExecutor:
+    """Run the tasks on a Dask cluster (see the module's notes), one task per item.
+
+    ``name(item)`` names the task keys: ``<label>-<name>-<attempt>-<8 hex>``.
+    """
+
+    def __init__(self, client, n_threads=None, retries=3, resubmit=2):
+        self.client = client
+        self.n_threads = n_threads
+        self.retries = retries
+        self.resubmit = resubmit
+
+    def run(self, fn, items, shared, on_result, on_event=None, label="fastenc", name=str) -> None:
+        items = list(items)
+        if not items:
+            return
+        client = self.client
+        client.wait_for_workers(1, timeout=float(os.environ.get("FASTENC_WORKER_TIMEOUT", 600)))
+        events: queue.Queue = queue.Queue()
+        topic = f"{label}-{uuid.uuid4().hex}" if on_event is not None else None
+        if topic:
+            client.subscribe_topic(topic, lambda ev: events.put(("event", ev[1])))
+        resources = _resources(client)
+        state = {"shared": None}
+        live, attempts = {}, {i: 0 for i in range(len(items))}
+
+        def scatter():
+            state["shared"] = client.scatter(shared, broadcast=True, hash=False)
+
+        def submit(i, attempt):
+            fut = client.submit(_dask_task, fn, items[i], state["shared"], topic, self.n_threads,
+                                retries=self.retries, resources=resources, pure=False,
+                                key=f"{label}-{name(items[i])}-{attempt}-{uuid.uuid4().hex[:8]}")
+            fut.add_done_callback(lambda f, i=i: events.put(("done", (i, f))))
+            live[i] = fut
+
+        scatter()
+        for i in range(len(items)):
+            submit(i, 0)
+        try:
+            while live:
+                try:
+                    kind, payload = events.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if kind == "event":
+                    on_event(payload)
+                    continue
+                i, fut = payload
+                if live.get(i) is not fut:
+                    continue  # a stale attempt
+                if fut.status == "finished":
+                    value = fut.result()
+                    if isinstance(value, _InputError):
+                        raise value.exc
+                    del live[i]
+                    on_result(items[i], value)
+                    continue
+                # error or cancelled: an exception of the task's code is raised as is once the
+                # scheduler's retries are spent; infrastructure failures are resubmitted
+                exc = _failure(fut)
+                if attempts[i] >= self.resubmit or not _is_infrastructure(exc):
+                    if exc is not None:
+                        raise exc
+                    raise RuntimeError(f"Dask task {fut.key} for {name(items[i])} was cancelled")
+                attempts[i] += 1
+                if state["shared"].status != "finished":
+                    scatter()
+                submit(i, attempts[i])
+            while on_event is not None:
+                try:
+                    kind, payload = events.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "event":
+                    on_event(payload)
+        finally:
+            if live:
+                client.cancel(list(live.values()))
+            if topic:
+                try:
+                    client.unsubscribe_topic(topic)
+                except Exception:  # noqa: BLE001 - best effort on shutdown
+                    pass
+            if state["shared"] is not None:
+                state["shared"].release()
+
+
+def make_executor(client=None, n_threads=None):
+    """:class:`DaskExecutor` on ``client``, or a :class:`LocalExecutor` when it is None."""
+    return LocalExecutor(n_threads) if client is None else DaskExecutor(client, n_threads=n_threads)
 
 
 def make_client(scheduler=None, cluster=None, threads_per_worker=None, timeout=30):
@@ -127,26 +248,6 @@ def make_client(scheduler=None, cluster=None, threads_per_worker=None, timeout=3
 # ---------------------------------------------------------------------------------------------
 # worker side
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class SharedInputs:
-    """Inputs shared by every task, scattered once per worker (one object, one key)."""
-
-    bundles: list
-    registry: object
-    splits: object
-    alphas: object
-
-
-@dataclass
-class SharedRSA:
-    participants: dict
-    categories: list
-    registry: object
-    cache_root: str | None = None
-    inputs: dict | None = None
-    overwrite: bool = False
-
-
 class _InputError:
     """A task's input error, returned as a value so the scheduler does not retry it."""
 
@@ -171,36 +272,16 @@ def _numba_threads(n_threads, worker):
     return int(getattr(state, "nthreads", None) or getattr(worker, "nthreads", 1) or 1)
 
 
-def _regress_task(data_dir, out, model, randnetw, shared, n_threads, overwrite, topic):
-    from .pipeline import regress_model
-
+def _dask_task(fn, item, shared, topic, n_threads):
     worker = _worker()
 
-    def on_unit(target, model_, randnetw_, layer, status, reason=""):
+    def emit(event):
         if worker is not None and topic:
-            worker.log_event(topic, [target, model_, bool(randnetw_), layer, status, reason])
+            worker.log_event(topic, event)
 
     with _TASK_LOCK:
         try:
-            return regress_model(data_dir, out, model, randnetw, shared.bundles, shared.registry,
-                                 shared.splits, shared.alphas, n_threads=_numba_threads(n_threads, worker),
-                                 overwrite=overwrite, on_unit=on_unit)
-        except (ValueError, FileNotFoundError) as e:
-            return _InputError(e)
-
-
-def _rsa_task(data_dir, out, model, randnetw, targets, shared, n_threads):
-    """RSA of one model version on a worker; returns ``{target: (status, reason)}``."""
-    from .analysis_stage import rsa_model
-
-    worker = _worker()
-    with _TASK_LOCK:
-        try:
-            from .ridge import thread_limits
-            with thread_limits(_numba_threads(n_threads, worker)):
-                return rsa_model(data_dir, out, model, randnetw, targets, shared.participants,
-                                 shared.categories, shared.registry, cache_root=shared.cache_root,
-                                 inputs=shared.inputs, overwrite=shared.overwrite)
+            return fn(item, shared, TaskContext(emit=emit, n_threads=_numba_threads(n_threads, worker)))
         except (ValueError, FileNotFoundError) as e:
             return _InputError(e)
 
@@ -208,10 +289,6 @@ def _rsa_task(data_dir, out, model, randnetw, targets, shared, n_threads):
 # ---------------------------------------------------------------------------------------------
 # driver side
 # ---------------------------------------------------------------------------------------------
-def _tag(model, randnetw):
-    return f"{model}{'-randnetw' if randnetw else ''}"
-
-
 def _resources(client):
     """``{fastenc: 1}`` when every worker advertises the resource, else None (never hang)."""
     try:
@@ -221,89 +298,6 @@ def _resources(client):
     if workers and all(FASTENC_RESOURCE in (w.get("resources") or {}) for w in workers.values()):
         return {FASTENC_RESOURCE: 1}
     return None
-
-
-def _run_tasks(client, func, items, shared_obj, args_of, on_result, on_event=None, retries=3,
-               resubmit=2, label="fastenc"):
-    """Submit ``func(*args_of(item, shared_future))`` per item; call ``on_result(item, value)``.
-
-    Runs all callbacks in the calling thread. Input errors are raised with their message;
-    infrastructure failures are resubmitted up to ``resubmit`` times per item.
-    """
-    if not items:
-        return
-    client.wait_for_workers(1, timeout=float(os.environ.get("FASTENC_WORKER_TIMEOUT", 600)))
-    events: queue.Queue = queue.Queue()
-    topic = f"{label}-{uuid.uuid4().hex}"
-    if on_event is not None:
-        client.subscribe_topic(topic, lambda ev: events.put(("event", ev[1])))
-    resources = _resources(client)
-    shared = {"future": None}
-
-    def scatter():
-        shared["future"] = client.scatter(shared_obj, broadcast=True, hash=False)
-
-    def submit(i, attempt):
-        fut = client.submit(func, *args_of(items[i], shared["future"], topic), retries=retries,
-                            resources=resources, pure=False,
-                            key=f"{label}-{_tag(*items[i][:2])}-{attempt}-{uuid.uuid4().hex[:8]}")
-        fut.add_done_callback(lambda f, i=i: events.put(("done", (i, f))))
-        live[i] = fut
-
-    live = {}
-    attempts = {i: 0 for i in range(len(items))}
-    scatter()
-    for i in range(len(items)):
-        submit(i, 0)
-    try:
-        while live:
-            try:
-                kind, payload = events.get(timeout=1.0)
-            except queue.Empty:
-                continue
-            if kind == "event":
-                on_event(payload)
-                continue
-            i, fut = payload
-            if live.get(i) is not fut:
-                continue  # a stale attempt
-            if fut.status == "finished":
-                value = fut.result()
-                if isinstance(value, _InputError):
-                    raise value.exc
-                del live[i]
-                on_result(items[i], value)
-                continue
-            # error or cancelled: an exception of the task's code is raised as is once the
-            # scheduler's retries are spent; infrastructure failures are resubmitted
-            exc = _failure(fut)
-            if attempts[i] >= resubmit or not _is_infrastructure(exc):
-                if exc is not None:
-                    raise exc
-                raise RuntimeError(f"Dask task {fut.key} for {_tag(*items[i][:2])} was cancelled")
-            attempts[i] += 1
-            if shared["future"].status != "finished":
-                scatter()
-            submit(i, attempts[i])
-        # events logged before the last result may still be in flight: they are reported from
-        # the results by the caller, so nothing is lost if they are dropped here
-        while on_event is not None:
-            try:
-                kind, payload = events.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "event":
-                on_event(payload)
-    finally:
-        if live:
-            client.cancel(list(live.values()))
-        if on_event is not None:
-            try:
-                client.unsubscribe_topic(topic)
-            except Exception:  # noqa: BLE001 - best effort on shutdown
-                pass
-        if shared["future"] is not None:
-            shared["future"].release()
 
 
 def _failure(fut):
@@ -326,68 +320,3 @@ def _is_infrastructure(exc) -> bool:
     infra = (KilledWorker, FutureCancelledError, asyncio.CancelledError, concurrent.futures.CancelledError,
              ConnectionError, TimeoutError)
     return isinstance(exc, infra) or type(exc).__name__ in ("KilledWorker", "CommClosedError")
-
-
-def run_regression_dask(client, data_dir, out, work, bundles, registry, splits, alphas, n_threads=None,
-                        overwrite=False, on_unit=None, retries=3, resubmit=2):
-    """Regression stage on a Dask cluster: one task per (model, randnetw) in ``work``.
-
-    Same results as the single-process loop of :func:`fastenc.pipeline.run_regression` (which
-    calls this when given a client): bit-identical unit files, whatever the number of workers.
-    ``data_dir`` and ``out`` must be paths every worker can read and write (a shared
-    filesystem). ``on_unit(target, model, randnetw, layer, status, reason)`` is called in the
-    calling thread once per unit, as the workers finish them (status and reason as in
-    :func:`fastenc.pipeline.regress_model`).
-
-    Returns
-    -------
-    list of (target, model, randnetw, layer, status, reason)
-    """
-    from pathlib import Path
-
-    data_dir, out = str(Path(data_dir).resolve()), str(Path(out).resolve())
-    seen = {}
-
-    def report(target, model, randnetw, layer, status, reason=""):
-        key = (target, model, bool(randnetw), layer)
-        if key in seen:
-            return
-        seen[key] = (status, reason)
-        if on_unit:
-            on_unit(target, model, bool(randnetw), layer, status, reason)
-
-    def on_event(msg):
-        report(*msg)
-
-    def on_result(item, value):
-        model, randnetw = item
-        for target, layer, status, reason in value:
-            report(target, model, randnetw, layer, status, reason)
-
-    shared = SharedInputs(bundles=list(bundles), registry=registry, splits=splits, alphas=alphas)
-    items = [(m, bool(r)) for m, r in work]
-    _run_tasks(client, _regress_task, items, shared,
-               lambda it, fut, topic: (data_dir, out, it[0], it[1], fut, n_threads, overwrite, topic),
-               on_result, on_event=on_event, retries=retries, resubmit=resubmit, label="fastenc-regress")
-    return [(*k, *s) for k, s in seen.items()]
-
-
-def run_rsa_dask(client, data_dir, out, work, targets, participants, categories, registry, n_threads=None,
-                 on_model=None, retries=3, resubmit=2, cache_root=None, inputs=None, overwrite=False):
-    """RSA stage on a Dask cluster: one task per model version, results cached under ``out/rsa``.
-
-    Each task runs :func:`fastenc.analysis_stage.rsa_model` (same reuse rule as without Dask:
-    ``inputs`` per target, the activations hashed on the worker). ``on_model(model, randnetw,
-    {target: (status, reason)})`` is called in the calling thread as versions finish.
-    """
-    from pathlib import Path
-
-    data_dir, out = str(Path(data_dir).resolve()), str(Path(out).resolve())
-    shared = SharedRSA(participants=participants, categories=list(categories), registry=registry,
-                       cache_root=str(Path(cache_root).resolve()) if cache_root is not None else None,
-                       inputs=inputs, overwrite=bool(overwrite))
-    items = [(m, bool(r)) for m, r in work]
-    _run_tasks(client, _rsa_task, items, shared,
-               lambda it, fut, topic: (data_dir, out, it[0], it[1], list(targets), fut, n_threads),
-               lambda it, value: on_model and on_model(it[0], it[1], value),
-               retries=retries, resubmit=resubmit, label="fastenc-rsa")

@@ -1,5 +1,6 @@
-"""On-disk results: one HDF5 file per regression unit, cached RSA tables; all written atomically
-and reused only while everything they were computed from is unchanged.
+"""The study's one store: one HDF5 file per regression unit and one CSV per RSA unit, all written
+by one atomic writer (:func:`atomic_write`) and reused under one rule (:func:`stale_reason`):
+only while everything they were computed from is unchanged.
 
 A regression unit is (target dataset, model, trained/permuted, layer). Its file
 ``<out>/regression/<target>/<model>[_randnetw]/<layer>.h5`` holds the (targets x splits)
@@ -31,9 +32,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from .. import __version__
 
-__all__ = ["ResultStore", "TableCache", "RecomputeLog", "fingerprint", "atomic_write", "stale_reason",
+__all__ = ["StudyStore", "ResultStore", "TableCache", "RecomputeLog", "fingerprint", "atomic_write", "stale_reason",
            "combine", "method_version", "METHOD_VERSION", "INPUT_KINDS"]
 
 FORMAT_VERSION = 1
@@ -121,21 +122,48 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
 
 
-class ResultStore:
-    """Regression results under an output folder.
+class StudyStore:
+    """Every stored unit of a study under one output folder: regression units (HDF5) and RSA
+    units (one CSV per target x model version, :class:`TableCache`), with one reuse rule.
 
     ``inputs`` arguments are input records: :data:`INPUT_KINDS` -> hash (str).
 
     Examples
     --------
     >>> import tempfile
-    >>> store = ResultStore(tempfile.mkdtemp())
+    >>> store = StudyStore(tempfile.mkdtemp())
     >>> store.check("NH2015", "spectemp", False, "avgpool", {"method": "2"})
+    ('missing', None)
+    >>> store.rsa_check("NH2015", "spectemp", False, {"method": "2"})
     ('missing', None)
     """
 
     def __init__(self, out):
         self.out = Path(out)
+
+    # -- RSA units: <out>/rsa[-corrected]/<target>/<model>[_randnetw].csv ----------------------
+    def rsa_cache(self, corrected: bool = False) -> "TableCache":
+        """The RSA tables of one variant (``rsa/``, or ``rsa-corrected/`` with ``corrected``)."""
+        return TableCache(self.out / ("rsa-corrected" if corrected else "rsa"))
+
+    @staticmethod
+    def rsa_name(target, model, randnetw) -> str:
+        return f"{target}/{model}{'_randnetw' if randnetw else ''}"
+
+    def rsa_check(self, target, model, randnetw, inputs, corrected=False) -> tuple:
+        """State of an RSA unit, as :meth:`check`."""
+        return self.rsa_cache(corrected).check(self.rsa_name(target, model, randnetw), inputs)
+
+    def rsa_write(self, target, model, randnetw, df: pd.DataFrame, inputs, corrected=False) -> Path:
+        return self.rsa_cache(corrected).write(self.rsa_name(target, model, randnetw), df, inputs)
+
+    def rsa_read(self, target, model, randnetw, corrected=False) -> pd.DataFrame:
+        p = self.rsa_cache(corrected).path(self.rsa_name(target, model, randnetw))
+        if not p.exists():
+            raise FileNotFoundError(f"no RSA result for {target}/{model}{' (randnetw)' if randnetw else ''}: {p}")
+        return pd.read_csv(p)
+
+    # -- regression units -------------------------------------------------------------------
 
     def path(self, target: str, model: str, randnetw: bool, layer: str) -> Path:
         version = f"{_safe(model)}_randnetw" if randnetw else _safe(model)
@@ -202,17 +230,24 @@ class ResultStore:
         return atomic_write(self.path(target, model, randnetw, layer), write)
 
     def read(self, target, model, randnetw, layer, names=None) -> dict:
-        """Arrays of one unit: all of them plus ``summary`` (a DataFrame), or only ``names``."""
+        """Arrays of one unit: all of them plus ``summary`` (a DataFrame) and ``target_names``
+        (list of str), or only ``names`` (which may include ``"target_names"``)."""
         p = self.path(target, model, randnetw, layer)
         if not p.exists():
             raise FileNotFoundError(f"no regression result for {target}/{model}"
                                     f"{' (randnetw)' if randnetw else ''}/{layer}: {p}")
         with h5py.File(p, "r") as f:
             keys = [k for k in f.keys() if k not in ("summary", "target_names")]
-            out = {k: f[k][()] for k in (names or keys)}
+            out = {k: f[k][()] for k in (names or keys) if k != "target_names"}
+            if names is None or "target_names" in names:
+                out["target_names"] = [_text(n) for n in f["target_names"][()]]
             if names is None:
                 out["summary"] = pd.DataFrame({c: f["summary"][c][()] for c in f["summary"].keys()})
         return out
+
+    def layer_values(self, target, model, randnetw, layers, name) -> np.ndarray:
+        """One metric of every layer, stacked: (n_layers, n_targets, n_splits)."""
+        return np.stack([self.read(target, model, randnetw, layer, names=[name])[name] for layer in layers])
 
     def cleanup_partial(self) -> int:
         """Remove temporary files left by killed runs (regression units, RSA tables); returns how many."""
@@ -225,8 +260,12 @@ class ResultStore:
         return n
 
 
+#: The name of the store before fastenc 0.2 (regression units only).
+ResultStore = StudyStore
+
+
 class TableCache:
-    """Cached tables (CSV) under ``root`` with the same reuse rule as :class:`ResultStore`.
+    """Cached tables (CSV) under ``root`` with the same reuse rule as :class:`StudyStore`.
 
     ``<root>/<name>.csv`` is written atomically and its input record beside it
     (``<name>.inputs.json``, written after the table, with a hash of the table's bytes so that a
@@ -252,7 +291,7 @@ class TableCache:
         return self.root / f"{name}.inputs.json"
 
     def check(self, name: str, inputs) -> tuple:
-        """``("missing" | "incomplete" | "stale" | "current", reason)`` as :meth:`ResultStore.check`."""
+        """``("missing" | "incomplete" | "stale" | "current", reason)`` as :meth:`StudyStore.check`."""
         p, r = self.path(name), self._record_path(name)
         if not p.exists():
             return "missing", None

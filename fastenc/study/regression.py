@@ -1,0 +1,135 @@
+"""Regression stage (METHOD §2-§4): every (target, model version, layer) unit, stored and reused.
+
+One task per model version (model, trained/permuted): the activations of the version are read
+once (per-sound pickles once per model, not once per layer), every layer is hashed (to check the
+stored units) and scored against every target dataset. A unit is reused only when its stored
+input record equals the current one (activations hash + the bundle's ``inputs``), otherwise it
+is (re)computed and written atomically; recomputed units are logged with the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..io import open_model
+from ..scoring import score_layer
+from .store import RecomputeLog, StudyStore, fingerprint
+
+__all__ = ["regress_model", "run_regression_stage", "RegressionShared"]
+
+UNIT_COLUMNS = ["target", "model", "randnetw", "layer", "status", "reason"]
+
+
+def _bundle_inputs(b) -> dict:
+    if b.inputs is None:
+        raise ValueError(f"target bundle {b.name!r} has no input record; build it with load_target_bundle")
+    return b.inputs
+
+
+def regress_model(data_dir, out, model, randnetw, bundles, registry, splits, alphas,
+                  n_threads=None, overwrite=False, on_unit=None) -> list:
+    """Score every layer of one model version against every target bundle; reuse finished units
+    computed from the same inputs.
+
+    Returns a list of ``(target, layer, status, reason)``: status ``"skipped"`` (reused),
+    ``"done"`` (missing or unfinished, or ``overwrite``) or ``"recomputed"`` (finished from other
+    inputs; ``reason`` says which changed). ``on_unit(target, model, randnetw, layer, status,
+    reason)`` is called per unit. Safe to retry after a crash: each unit is written atomically
+    under a unique temporary name.
+    """
+    store = StudyStore(out)
+    spec = registry.spec(model)
+    report = []
+    with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
+        for layer in spec.layers:
+            try:
+                X = acts.load_layer(layer)
+            except (ValueError, OSError) as e:
+                if f"model {model!r}" in str(e):  # already names the file, model and layer at fault
+                    raise
+                raise type(e)(f"{e} [model {model}{' (randnetw)' if randnetw else ''}, layer {layer}]") from e
+            x_hash = fingerprint(X)
+            for b in bundles:
+                inputs = {**_bundle_inputs(b), "activations": x_hash}
+                state, reason = ("overwrite", "overwrite") if overwrite else \
+                    store.check(b.name, model, randnetw, layer, inputs)
+                if state == "current":
+                    status, reason = "skipped", ""
+                else:
+                    try:
+                        s = score_layer(X, b.targets, splits=splits, alphas=alphas, n_threads=n_threads)
+                    except ValueError as e:
+                        raise ValueError(f"scoring {model}{' (randnetw)' if randnetw else ''} layer {layer} "
+                                         f"against {b.name}: {e}") from e
+                    store.write(b.name, model, randnetw, layer, s.arrays(), s.summary(), b.target_names,
+                                inputs, attrs={"n_units": X.shape[1]})
+                    status = "recomputed" if state == "stale" else "done"
+                    reason = reason or ""
+                report.append((b.name, layer, status, reason))
+                if on_unit:
+                    on_unit(b.name, model, randnetw, layer, status, reason)
+    return report
+
+
+@dataclass
+class RegressionShared:
+    """Inputs every regression task reads (scattered once per Dask worker)."""
+
+    data_dir: str
+    out: str
+    bundles: list
+    registry: object
+    splits: object
+    alphas: object
+    overwrite: bool = False
+
+
+def regression_task(item, shared: RegressionShared, ctx):
+    """One model version (an executor task): ``item = (model, randnetw)``."""
+    model, randnetw = item
+
+    def on_unit(target, model_, randnetw_, layer, status, reason=""):
+        ctx.emit([target, model_, bool(randnetw_), layer, status, reason])
+
+    return regress_model(shared.data_dir, shared.out, model, randnetw, shared.bundles, shared.registry,
+                         shared.splits, shared.alphas, n_threads=ctx.n_threads, overwrite=shared.overwrite,
+                         on_unit=on_unit)
+
+
+def version_tag(item) -> str:
+    model, randnetw = item
+    return f"{model}{'-randnetw' if randnetw else ''}"
+
+
+def run_regression_stage(plan, store: StudyStore, executor, log: RecomputeLog, progress=None) -> pd.DataFrame:
+    """Every unit of ``plan`` (one executor task per model version).
+
+    Returns one row per unit: ``target, model, randnetw, layer, status, reason`` (in the order the
+    units finished). ``progress`` (a :class:`fastenc.progress.Progress`) moves once per unit.
+    """
+    store.cleanup_partial()
+    seen = {}
+
+    def report(target, model, randnetw, layer, status, reason=""):
+        key = (target, model, bool(randnetw), layer)
+        if key in seen:  # from an event and again from the task's result
+            return
+        seen[key] = (status, reason)
+        if progress is not None:
+            progress.update(1, note=f"{model}{'*' if randnetw else ''} {layer}", skipped=status == "skipped")
+        if status == "recomputed":
+            log.add(store.unit_name(target, model, randnetw, layer), reason)
+
+    def on_result(item, value):
+        model, randnetw = item
+        for target, layer, status, reason in value:
+            report(target, model, randnetw, layer, status, reason)
+
+    shared = RegressionShared(data_dir=str(plan.data_dir), out=str(plan.out),
+                              bundles=[b.for_regression() for b in plan.bundles.values()],
+                              registry=plan.registry, splits=plan.splits, alphas=plan.alphas,
+                              overwrite=plan.overwrite)
+    executor.run(regression_task, [(m, bool(r)) for m, r in plan.work], shared, on_result,
+                 on_event=lambda ev: report(*ev), label="fastenc-regress", name=version_tag)
+    return pd.DataFrame([(*k, *v) for k, v in seen.items()], columns=UNIT_COLUMNS)

@@ -1,0 +1,159 @@
+"""What ``run_all`` returns: typed tables per target, not a string-keyed dict.
+
+Every table is also written as ``<out>/<name>.csv``; :attr:`StudyResults.tables` maps each of
+those file names (without ``.csv``) to its DataFrame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["RegressionTables", "ComponentTables", "RSATables", "StudyResults"]
+
+
+@dataclass
+class RegressionTables:
+    """METHOD §5 for one neural target (``NH2015``, ``B2021``)."""
+
+    #: best-layer-on-independent-splits score per (model version, participant); ``subject-scores_<t>``
+    subject_scores: pd.DataFrame
+    #: bars and within-subject SEM across models; ``across-models_<t>``
+    across_models: pd.DataFrame
+    #: mean (SEM) of the clipped median r2_c per layer; ``across-layers_<t>``
+    across_layers: pd.DataFrame
+    #: best layer per anatomical ROI across the pooled models; ``best-layer-roi_<t>``
+    best_layer_roi: pd.DataFrame | None = None
+    #: its per-participant rows (not written)
+    best_layer_roi_subjects: pd.DataFrame | None = None
+    #: Wilcoxon tests between ROIs; ``best-layer-roi-wilcoxon_<t>``
+    best_layer_roi_wilcoxon: pd.DataFrame | None = None
+    #: subject-bootstrap model comparisons; ``model-comparisons_<t>``
+    model_comparisons: pd.DataFrame | None = None
+
+    _files = {"subject_scores": "subject-scores", "across_models": "across-models",
+              "across_layers": "across-layers", "best_layer_roi": "best-layer-roi",
+              "best_layer_roi_wilcoxon": "best-layer-roi-wilcoxon", "model_comparisons": "model-comparisons"}
+
+
+@dataclass
+class ComponentTables:
+    """METHOD §5 for the six NH2015 components."""
+
+    across_models: pd.DataFrame
+    model_comparisons: pd.DataFrame | None = None
+
+    _files = {"across_models": "across-models", "model_comparisons": "model-comparisons"}
+
+
+@dataclass
+class RSATables:
+    """METHOD §6 for one neural target."""
+
+    subject_scores: pd.DataFrame
+    across_models: pd.DataFrame
+    best_layer_roi: pd.DataFrame | None = None
+    best_layer_roi_subjects: pd.DataFrame | None = None
+    best_layer_roi_wilcoxon: pd.DataFrame | None = None
+    #: ROI -> mean participant RSM (all sounds, category order)
+    roi_matrices: dict = field(default_factory=dict)
+    #: the category of each row of those matrices
+    category_order: list = field(default_factory=list)
+    roi_vs_roi: pd.DataFrame | None = None
+    roi_vs_roi_n: pd.DataFrame | None = None
+
+    _files = {"subject_scores": "rsa_subject-scores", "across_models": "rsa_across-models",
+              "best_layer_roi": "rsa_best-layer-roi", "best_layer_roi_wilcoxon": "rsa_best-layer-roi-wilcoxon",
+              "roi_vs_roi": "rsa_roi-vs-roi"}
+
+
+def _named(by_target: dict) -> dict:
+    out = {}
+    for t, tabs in by_target.items():
+        for attr, stem in tabs._files.items():
+            df = getattr(tabs, attr)
+            if df is not None:
+                out[f"{stem}_{t}"] = df
+    return out
+
+
+@dataclass
+class StudyResults:
+    """Results of :func:`fastenc.run_all`.
+
+    Attributes
+    ----------
+    out : Path
+        The output folder.
+    regression_units : DataFrame
+        One row per regression unit: ``target, model, randnetw, layer, status, reason``.
+    regression : dict
+        Neural target -> :class:`RegressionTables`.
+    components : dict
+        ``"NH2015comp"`` -> :class:`ComponentTables` (when that target ran).
+    rsa : dict
+        Neural target -> :class:`RSATables` (empty without the RSA stage).
+    figures : list of Path
+        Figures drawn (PNG; a PDF beside each).
+    elapsed_s : float
+        Wall time of the run.
+
+    Examples
+    --------
+    >>> r = StudyResults(out=Path("o"), regression_units=pd.DataFrame(), regression={},
+    ...                  components={"NH2015comp": ComponentTables(pd.DataFrame({"a": [1]}))})
+    >>> list(r.tables), r["across-models_NH2015comp"]["a"].tolist()
+    (['across-models_NH2015comp'], [1])
+    """
+
+    out: Path
+    regression_units: pd.DataFrame
+    regression: dict
+    components: dict = field(default_factory=dict)
+    rsa: dict = field(default_factory=dict)
+    figures: list = field(default_factory=list)
+    elapsed_s: float = float("nan")
+
+    @property
+    def tables(self) -> dict:
+        """Every table written under :attr:`out`, by file name without ``.csv``."""
+        return {**_named(self.regression), **_named(self.components), **_named(self.rsa)}
+
+    @property
+    def targets(self) -> list:
+        return list(dict.fromkeys([*self.regression, *self.components]))
+
+    def counts(self) -> dict:
+        """Regression units by status: ``{"done": .., "recomputed": .., "skipped": ..}``."""
+        st = self.regression_units["status"] if len(self.regression_units) else pd.Series([], dtype=object)
+        return {s: int((st == s).sum()) for s in ("done", "recomputed", "skipped")}
+
+    # dict-style access by file name, as the dict returned before fastenc 0.2
+    def __getitem__(self, key):
+        if key == "regression_units":
+            return self.regression_units
+        extra = {}
+        for t, r in self.regression.items():
+            extra[f"best-layer-roi-subjects_{t}"] = r.best_layer_roi_subjects
+        for t, r in self.rsa.items():
+            extra.update({f"rsa_best-layer-roi-subjects_{t}": r.best_layer_roi_subjects,
+                          f"rsa_roi-matrices_{t}": r.roi_matrices, f"rsa_category-order_{t}": r.category_order,
+                          f"rsa_roi-vs-roi-n_{t}": r.roi_vs_roi_n})
+        table = self.tables.get(key, extra.get(key))
+        if table is None:
+            raise KeyError(key)
+        return table
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def keys(self) -> list:
+        return ["regression_units", *self.tables]
+

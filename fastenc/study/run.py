@@ -1,0 +1,150 @@
+"""The whole study, end to end: ``run_all`` = plan → regression → analysis → RSA → figures.
+
+Work is organised in units (target dataset × model × trained/permuted × layer, and target ×
+model version for the RSA), each stored atomically by :class:`fastenc.study.store.StudyStore`
+with a record of its inputs; a killed run, started again, reuses the finished units whose inputs
+are unchanged and redoes the rest. A finished unit whose inputs changed (its activations, the
+stimulus order or names, the target's neural data, the splits, the alpha grid or
+:data:`fastenc.study.store.METHOD_VERSION`) is recomputed and replaced, and logged
+(:class:`fastenc.study.store.RecomputeLog`, ``<out>/fastenc.log``).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..progress import Progress, say
+from .analysis import run_analysis_stage
+from .executors import make_executor
+from .figures import draw_figures
+from .plan import StudyPlan, build_plan, check_data_root, default_demo_dir
+from .regression import run_regression_stage
+from .results import StudyResults
+from .rsa import run_rsa_stage
+from .store import RecomputeLog, StudyStore
+
+__all__ = ["run_all", "run_regression", "kernels_cached"]
+
+
+def kernels_cached() -> bool:
+    """True when Numba's on-disk cache already holds fastenc's compiled kernels."""
+    root = Path(__file__).resolve().parents[1]
+    where = [Path(os.environ["NUMBA_CACHE_DIR"])] if os.environ.get("NUMBA_CACHE_DIR") else \
+        [root / "_core" / "__pycache__", root / "__pycache__"]
+    return any(next(p.rglob("*.nbi"), None) is not None for p in where if p.is_dir())
+
+
+def _regression(plan: StudyPlan, store, executor, log) -> pd.DataFrame:
+    total = sum(len(plan.layers(m)) for m, _ in plan.work) * len(plan.bundles)
+    if plan.progress and not kernels_cached():
+        say("compiling kernels, first run only (about half a minute)")
+    bar = Progress(total, "regression", enabled=plan.progress)
+    return run_regression_stage(plan, store, executor, log, progress=bar)
+
+
+def run_regression(data_dir, out, models=None, targets=None, n_threads=None, overwrite=False,
+                   progress=True, client=None, registry=None, alphas=None, log=None, nan_policy="raise"):
+    """Regression stage over all (target, model, version, layer) units.
+
+    Returns a DataFrame, one row per unit: ``target, model, randnetw, layer, status, reason``
+    (status ``skipped`` (reused), ``done`` or ``recomputed`` (finished from other inputs; the
+    reason says which changed)). Recomputed units are logged to ``log`` (a
+    :class:`fastenc.study.store.RecomputeLog`; default: a new one whose summary is printed to
+    stderr at the end, one line when ``progress`` is False).
+    """
+    own_log = log is None
+    log = RecomputeLog(out) if own_log else log
+    plan = build_plan(data_dir, out, models=models, targets=targets, registry=registry, alphas=alphas,
+                      nan_policy=nan_policy, n_threads=n_threads, overwrite=overwrite, progress=progress)
+    df = _regression(plan, StudyStore(plan.out), make_executor(client, n_threads), log)
+    if own_log:
+        log.summary(verbose=progress)
+    return df
+
+
+def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
+            overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None,
+            rsa_corrected=False, manifest=None, nan_policy="raise") -> StudyResults:
+    """Run the whole study: regression, analysis, RSA and figures.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Data root holding ``data/`` and ``model_actv/`` (the study's layout). Default: the
+        embedded demo, built in :func:`fastenc.study.plan.default_demo_dir` if missing.
+    out : path
+        Output folder (created). Finished units there are reused when everything they were
+        computed from is unchanged, else recomputed (see ``<out>/fastenc.log``).
+    models : list of str, optional
+        Model names or registry model sets (e.g. ``"FIG_2_5_MODEL_LIST"``); default every
+        registry model whose activations are present.
+    targets : list of str, optional
+        Any of ``NH2015``, ``B2021``, ``NH2015comp`` (default: those present under
+        ``data/neural``).
+    n_threads : int, optional
+        Numba threads (default all cores).
+    overwrite : bool
+        Recompute finished units (by default a finished unit is reused only when everything it
+        was computed from is unchanged, and recomputed otherwise).
+    client : dask.distributed.Client, optional
+        Run the regression and RSA units on a Dask cluster.
+    rsa, figures : bool
+        Run the RSA stage / draw the figures.
+    alphas : 1-D array, optional
+        Ridge alpha grid (default: the study's ``10**49 ... 10**-50``).
+    rsa_corrected : bool
+        False (default) reproduces the study's RSA quirks (Pearson noise ceiling while models
+        use Spearman; SEM divided by √(models − 1)); True uses the corrected forms.
+    manifest : path, optional
+        Extra model manifest (JSON) merged over the shipped registry and
+        ``<data_dir>/fastenc_models.json``.
+    nan_policy : {"raise", "omit"}
+        NaN/inf in a voxel's responses: an error naming it (default), or leave the voxel out of
+        the regression (its scores are NaN), of the analyses and of the RSA.
+
+    Returns
+    -------
+    :class:`fastenc.study.results.StudyResults` (the tables are also written under ``out``;
+    ``results.tables`` maps each file name to its DataFrame).
+
+    Examples
+    --------
+    >>> results = run_all(out="fastenc_out")  # doctest: +SKIP
+    >>> results.regression["NH2015"].across_models  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    if data_dir is None:
+        where = default_demo_dir()
+        from ..datasets import make_demo
+        built = not (where / "data").is_dir()
+        data_dir = make_demo(where)
+        say(f"demo data {'built in' if built else 'from'} {data_dir}", enabled=progress)
+    data_dir = check_data_root(data_dir)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    plan = build_plan(data_dir, out, models=models, targets=targets, manifest=manifest, alphas=alphas,
+                      nan_policy=nan_policy, n_threads=n_threads, overwrite=overwrite, progress=progress,
+                      rsa_corrected=rsa_corrected)
+    store = StudyStore(plan.out)
+    log = RecomputeLog(plan.out)
+    executor = make_executor(client, n_threads)
+    units = _regression(plan, store, executor, log)
+    bar = Progress(len(plan.work) * len(plan.bundles), "analysis  ", enabled=progress)
+    regression, components = run_analysis_stage(plan, store, progress=bar)
+    results = StudyResults(out=Path(out), regression_units=units, regression=regression, components=components)
+    if rsa:
+        results.rsa = run_rsa_stage(plan, store, executor, log,
+                                    progress=lambda n: Progress(n, "rsa       ", enabled=progress),
+                                    say=lambda msg: say(msg, enabled=progress))
+    if figures:
+        say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
+        results.figures = draw_figures(results, plan.registry)
+    results.elapsed_s = time.perf_counter() - t0
+    if progress:
+        n = results.counts()
+        say(f"run-all finished in {results.elapsed_s:.1f} s ({n['done'] + n['recomputed']} units computed, "
+            f"of which {n['recomputed']} recomputed because inputs changed, {n['skipped']} reused) -> {out}")
+    log.summary(verbose=progress)
+    return results
