@@ -41,7 +41,8 @@ The masks are a deterministic function of the legacy MT19937 stream. numpy's leg
 swap(x[i], x[j])`` where ``random_interval(i)`` draws 32-bit words and keeps the first one whose
 low bits (masked with the smallest ``2**k - 1 >= i``) are ``<= i``. fastenc draws the raw 32-bit
 words with ``RandomState(i).randint(0, 2**32, dtype=np.uint32)`` (the full-range path returns
-``next_uint32`` unchanged) and replays that Fisher–Yates in Numba; ``tests/test_analysis.py``
+``next_uint32`` unchanged) and replays that Fisher–Yates in Numba (the kernels live in
+``fastenc/_core/analysis.py``); ``tests/test_analysis.py``
 proves the masks bit-identical to the real ``np.random.shuffle`` for many seeds.
 Because the stream runs layer by layer, the masks of (iteration, n_layers, n_voxels) are the
 first ``n_layers * n_voxels`` shuffles of stream ``i``: they are cached per (iteration,
@@ -59,8 +60,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from numba import njit
 from scipy import stats
+
+from ._core.analysis import fisher_yates_masks, selection_readout_bits
+from ._validation import as_float_array as _as_float_array
+from ._validation import check_subjects as _check_subj
+from ._validation import layer_values as _check_layer_values
+from .constants import N_ITERATIONS, N_SPLITS, ROI_ORDER
+from .stats import (BootstrapResult, PermutationResult, bootstrap_mean_test, permutation_mean_difference,
+                    within_subject_sem)
 
 __all__ = [
     "N_SPLITS",
@@ -91,44 +99,8 @@ __all__ = [
     "permutation_component_comparison",
 ]
 
-#: Number of cross-validation splits (METHOD §2); the split mask below has this length.
-N_SPLITS = 10
 #: The float mask shuffled per layer x voxel (METHOD §5). 1 = selection split, 0 = readout split.
 SPLIT_MASK = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1], dtype=float)
-#: Anatomical ROIs, primary first (METHOD §5).
-ROI_ORDER = ("Primary", "Anterior", "Lateral", "Posterior")
-
-
-# --------------------------------------------------------------------------------------
-# input checks
-# --------------------------------------------------------------------------------------
-def _as_float_array(x, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(x, dtype=float)
-    ndims = (ndim,) if isinstance(ndim, int) else ndim
-    if arr.ndim not in ndims:
-        raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dimensions, "
-                         f"got shape {arr.shape}")
-    return arr
-
-
-def _check_subj(subj_idx, n_voxels: int) -> np.ndarray:
-    subj = np.asarray(subj_idx)
-    if subj.ndim != 1 or subj.shape[0] != n_voxels:
-        raise ValueError(f"subj_idx must be 1-D with one entry per voxel ({n_voxels}), "
-                         f"got shape {subj.shape}")
-    if n_voxels == 0:
-        raise ValueError("no voxels")
-    return subj
-
-
-def _check_layer_values(values, name: str = "values") -> np.ndarray:
-    arr = _as_float_array(values, name, 3)
-    n_layers, n_voxels, n_splits = arr.shape
-    if n_splits != N_SPLITS:
-        raise ValueError(f"{name} must be (layers, voxels, {N_SPLITS} splits), got shape {arr.shape}")
-    if n_layers == 0 or n_voxels == 0:
-        raise ValueError(f"{name} has no layers or no voxels: shape {arr.shape}")
-    return arr
 
 
 # --------------------------------------------------------------------------------------
@@ -178,22 +150,6 @@ def subject_medians(values, subj_idx) -> pd.Series:
     return pd.DataFrame(med, columns=pd.Index(subjects, name="subj_idx"))
 
 
-def within_subject_sem(values) -> np.ndarray:
-    """Within-subject SEM per condition of a (n_subjects, n_conditions) array.
-
-    Subtract each subject's mean across the conditions, then ``np.std(ddof=0)`` across subjects,
-    divided by ``sqrt(n_subjects - 1)`` (METHOD §5). Needs at least 2 subjects.
-    """
-    arr = _as_float_array(values, "values", 2)
-    n_subj = arr.shape[0]
-    if n_subj < 2:
-        raise ValueError(f"within-subject SEM needs >= 2 subjects, got {n_subj}")
-    if arr.shape[1] == 0:
-        raise ValueError("no conditions")
-    demeaned = arr - arr.mean(axis=1, keepdims=True)
-    return np.std(demeaned, axis=0, ddof=0) / np.sqrt(n_subj - 1)
-
-
 @dataclass(frozen=True)
 class LayerCurve:
     """Across-layer curve of one model: ``per_subject`` (subjects x layers) medians over each
@@ -230,53 +186,6 @@ def across_layer_curve(values, subj_idx, layer_names: Sequence[str] | None = Non
 # --------------------------------------------------------------------------------------
 # split masks from the legacy stream
 # --------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
-def _fisher_yates_masks(raw, out, start, n_todo):  # pragma: no cover - jitted
-    """Replay numpy's legacy 1-D shuffle of SPLIT_MASK on the raw 32-bit stream ``raw``.
-
-    Writes up to ``n_todo`` masks as 10-bit integers (bit t = mask[t]) into ``out[start:]``;
-    stops before a shuffle that would run past the end of ``raw``. Returns (n_done, n_used).
-    """
-    pos = 0
-    k = 0
-    a = np.empty(10, dtype=np.uint8)
-    n_raw = raw.shape[0]
-    while k < n_todo:
-        for t in range(10):
-            a[t] = t & 1
-        p = pos
-        ok = True
-        for i in range(9, 0, -1):
-            m = i
-            m |= m >> 1
-            m |= m >> 2
-            m |= m >> 4
-            while True:
-                if p >= n_raw:
-                    ok = False
-                    break
-                v = raw[p] & np.uint32(m)
-                p += 1
-                if v <= i:
-                    break
-            if not ok:
-                break
-            j = v
-            tmp = a[j]
-            a[j] = a[i]
-            a[i] = tmp
-        if not ok:
-            break
-        bits = 0
-        for t in range(10):
-            if a[t]:
-                bits |= 1 << t
-        out[start + k] = bits
-        pos = p
-        k += 1
-    return k, pos
-
-
 class _MaskStream:
     """The shuffles of one legacy stream (seed), generated lazily and kept."""
 
@@ -300,7 +209,7 @@ class _MaskStream:
             n_draw = int(need * 12.2) + 64
             raw = np.concatenate([self.leftover,
                                   self.rs.randint(0, 2 ** 32, size=n_draw, dtype=np.uint32)])
-            done, used = _fisher_yates_masks(raw, self.bits, self.n, need)
+            done, used = fisher_yates_masks(raw, self.bits, self.n, need)
             self.n += int(done)
             self.leftover = raw[used:].copy()
 
@@ -425,54 +334,6 @@ def _selection_readout(values: np.ndarray, mask: np.ndarray, clip: bool):
     return sel, rd
 
 
-@njit(cache=True, nogil=True)
-def _median5(x):  # pragma: no cover - jitted
-    """Median of 5 values (the 3rd smallest, as np.median); NaN if any value is NaN."""
-    for t in range(5):
-        if np.isnan(x[t]):
-            return np.nan
-    for a in range(1, 5):  # insertion sort
-        key = x[a]
-        b = a - 1
-        while b >= 0 and x[b] > key:
-            x[b + 1] = x[b]
-            b -= 1
-        x[b + 1] = key
-    return x[2]
-
-
-@njit(cache=True, nogil=True)
-def _selection_readout_bits(values, bits, clip):  # pragma: no cover - jitted
-    """Same as :func:`_selection_readout` from the 10-bit masks (layer-major), 10 splits."""
-    L, V, S = values.shape
-    sel = np.empty((L, V))
-    rd = np.empty((L, V))
-    xs = np.empty(5)
-    xr = np.empty(5)
-    for l in range(L):
-        for v in range(V):
-            b = bits[l * V + v]
-            ns = 0
-            nr = 0
-            for t in range(S):
-                if (b >> t) & 1:
-                    xs[ns] = values[l, v, t]
-                    ns += 1
-                else:
-                    xr[nr] = values[l, v, t]
-                    nr += 1
-            a = _median5(xs)
-            c = _median5(xr)
-            if clip:
-                if a > 1.0:
-                    a = 1.0
-                if c > 1.0:
-                    c = 1.0
-            sel[l, v] = a
-            rd[l, v] = c
-    return sel, rd
-
-
 def _independent_split_iterations(values: np.ndarray, clip: bool, n_iterations: int,
                                   mask_method: str = "numba"):
     if n_iterations < 1:
@@ -483,7 +344,7 @@ def _independent_split_iterations(values: np.ndarray, clip: bool, n_iterations: 
     cols = np.arange(V)
     for i in range(n_iterations):
         if mask_method == "numba":
-            sel, rd = _selection_readout_bits(values, _mask_bits(i, L * V), bool(clip))
+            sel, rd = selection_readout_bits(values, _mask_bits(i, L * V), bool(clip))
         else:
             sel, rd = _selection_readout(values, split_masks(i, L, V, method=mask_method), clip)
         best = argmax_random_ties(sel, seed=0)
@@ -495,7 +356,7 @@ def _independent_split_iterations(values: np.ndarray, clip: bool, n_iterations: 
     return scores, best_all
 
 
-def best_layer_independent_splits(values, subj_idx, clip: bool = True, n_iterations: int = 10,
+def best_layer_independent_splits(values, subj_idx, clip: bool = True, n_iterations: int = N_ITERATIONS,
                                   mask_method: str = "numba") -> BestLayerResult:
     """Headline score: best layer on independent splits (METHOD §5; see module docstring).
 
@@ -514,7 +375,7 @@ def best_layer_independent_splits(values, subj_idx, clip: bool = True, n_iterati
 
 
 def spectemp_independent_splits(values, subj_idx, clip: bool = True,
-                                n_iterations: int = 10) -> BestLayerResult:
+                                n_iterations: int = N_ITERATIONS) -> BestLayerResult:
     """SpectroTemporal baseline: the same loop on its single layer; ``values`` (n_voxels, 10).
 
     With one layer the best layer is always that layer and the score is the readout median over
@@ -528,7 +389,7 @@ def spectemp_independent_splits(values, subj_idx, clip: bool = True,
 
 
 def components_independent_splits(values, component_names: Sequence[str] | None = None,
-                                  clip: bool = False, n_iterations: int = 10) -> pd.DataFrame:
+                                  clip: bool = False, n_iterations: int = N_ITERATIONS) -> pd.DataFrame:
     """Components (no participants): the same loop on uncorrected r2 per component.
 
     ``values``: (n_layers, n_components, 10). Returns a DataFrame indexed by component with
@@ -737,9 +598,7 @@ def roi_summary(per_subject: pd.DataFrame, models: Sequence[str] | None = None,
             M = wide.loc[keep[keep].index].to_numpy(dtype=float) if len(keep) else np.empty((0, len(pooled)))
             n_s, n_m = M.shape
             if n_s >= 2 and n_m >= 2:
-                dm = M - M.mean(axis=1, keepdims=True)
-                div = np.sqrt((n_s if sem == "subjects" else n_m) - 1)
-                yerr = np.std(dm, axis=0, ddof=0) / div
+                yerr = within_subject_sem(M, n=n_s if sem == "subjects" else n_m)
             else:
                 yerr = np.full(n_m, np.nan)
             mean = M.mean(axis=0) if n_s else np.full(n_m, np.nan)
@@ -786,129 +645,9 @@ def roi_wilcoxon(table: pd.DataFrame, pairs: Sequence[tuple[str, str]] = ROI_PAI
 
 
 # --------------------------------------------------------------------------------------
-# model comparisons
+# model comparisons (fastenc.stats; the names the study stage calls)
 # --------------------------------------------------------------------------------------
-def _count_at_least(null: np.ndarray, obs: float) -> int:
-    """Number of ``null`` values >= ``obs``, with a relative tolerance of 100 eps (a resample
-    equal to the observed value in exact arithmetic may differ from it by rounding)."""
-    tol = abs(obs) * np.finfo(np.float64).eps * 100
-    return int(np.sum(null >= obs - tol))
-
-
-@dataclass(frozen=True)
-class BootstrapResult:
-    """Subject bootstrap of model 2 against model 1's mean.
-
-    * ``p_value`` = (k + 1) / (N + 1) with k = number of the N bootstrap means of model 2 at least
-      ``mean_1`` (never 0);
-    * ``p_value_study`` = the reference study's raw fraction of bootstrap means strictly greater
-      than ``mean_1`` (``pairwise_model_comparison_subject_boostrap``; can be 0);
-    * ``n_resamples`` = N.
-    NaN input gives NaN p values.
-    """
-    p_value: float
-    p_value_study: float
-    n_resamples: int
-    mean_1: float
-    mean_2: float
-    boot_means: np.ndarray
-
-
-def bootstrap_model_comparison(subject_values_1, subject_values_2, n_boot: int = 10000,
-                               seed: int = 0) -> BootstrapResult:
-    """Subject bootstrap (METHOD §5): resample model 2's participant values ``n_boot`` times.
-
-    Stream use, identical to the reference: ``np.random.seed(seed)``, then per resample
-    ``np.random.choice(values_2, size=len(values_2), replace=True)`` and its mean. Implemented
-    as one ``RandomState(seed).choice(values_2, size=(n_boot, n))`` call, which draws the same
-    indices in the same order (tested). One-sided: small p = model 1 above model 2.
-    """
-    v1 = _as_float_array(subject_values_1, "subject_values_1", 1)
-    v2 = _as_float_array(subject_values_2, "subject_values_2", 1)
-    if v1.size == 0 or v2.size == 0:
-        raise ValueError("empty subject values")
-    if n_boot < 1:
-        raise ValueError("n_boot must be >= 1")
-    rs = np.random.RandomState(seed)
-    boot = rs.choice(v2, size=(n_boot, v2.size), replace=True).mean(axis=1)
-    m1 = float(np.mean(v1))
-    if np.isnan(m1) or np.isnan(boot).any():
-        p = p_study = np.nan
-    else:
-        p = (_count_at_least(boot, m1) + 1) / (n_boot + 1)
-        p_study = float(np.mean(boot > m1))
-    return BootstrapResult(p_value=float(p), p_value_study=float(p_study), n_resamples=int(n_boot),
-                           mean_1=m1, mean_2=float(np.mean(v2)), boot_means=boot)
-
-
-@dataclass(frozen=True)
-class PermutationResult:
-    """Permutation test of pooled values (components).
-
-    * ``observed`` = mean(values_1) - mean(values_2); ``null`` the N permuted differences;
-    * ``p_value`` = (k + 1) / (N + 1), one-sided, k = number of null differences >= observed;
-    * ``p_value_study`` = the reference study's raw fraction of null differences strictly greater
-      than observed (``pairwise_model_comparison_comp_boostrap``; can be 0);
-    * ``n_resamples`` = N.
-    """
-    observed: float
-    p_value: float
-    p_value_study: float
-    n_resamples: int
-    null: np.ndarray
-
-
-_PERM_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
-
-
-def _shuffle_indices(seed: int, n: int, n_perm: int) -> np.ndarray:
-    """(n_perm, n) index permutations of ``np.random.seed(seed)`` followed by one
-    ``np.random.shuffle`` of a fresh length-n array per permutation (private stream, cached).
-
-    The legacy shuffle's swaps depend only on the length, so shuffling ``values`` gives
-    ``values[idx]`` with ``idx`` the shuffled ``arange(n)``."""
-    key = (int(seed), int(n), int(n_perm))
-    with _MASK_LOCK:
-        out = _PERM_CACHE.get(key)
-    if out is None:
-        rs = np.random.RandomState(seed)
-        out = np.empty((n_perm, n), dtype=np.int64)
-        for k in range(n_perm):
-            a = np.arange(n)
-            rs.shuffle(a)
-            out[k] = a
-        out.flags.writeable = False
-        with _MASK_LOCK:
-            if len(_PERM_CACHE) > 16:
-                _PERM_CACHE.clear()
-            _PERM_CACHE[key] = out
-    return out
-
-
-def permutation_component_comparison(values1, values2, n_perm: int = 10000,
-                                     seed: int = 0) -> PermutationResult:
-    """Permutation test of pooled values (components have no participants; METHOD §5).
-
-    The study's ``pairwise_model_comparison_comp_boostrap``: ``np.random.seed(seed)``; per
-    permutation the pooled values ``concat(values1, values2)`` are shuffled afresh
-    (``np.random.shuffle``) and the null difference is ``mean(first n1) - mean(rest)``. Same
-    stream on a private RandomState; the global state is untouched. NaN input gives NaN p values.
-    """
-    v1 = _as_float_array(values1, "values1", 1)
-    v2 = _as_float_array(values2, "values2", 1)
-    if v1.size == 0 or v2.size == 0:
-        raise ValueError("empty values")
-    if n_perm < 1:
-        raise ValueError("n_perm must be >= 1")
-    pooled = np.concatenate([v1, v2])
-    n1 = v1.size
-    shuffled = pooled[_shuffle_indices(seed, pooled.size, n_perm)]
-    null = shuffled[:, :n1].mean(axis=1) - shuffled[:, n1:].mean(axis=1)
-    obs = float(v1.mean() - v2.mean())
-    if np.isnan(obs) or np.isnan(null).any():
-        p = p_study = np.nan
-    else:
-        p = (_count_at_least(null, obs) + 1) / (n_perm + 1)
-        p_study = float(np.mean(null > obs))
-    return PermutationResult(observed=obs, p_value=float(p), p_value_study=float(p_study),
-                             n_resamples=int(n_perm), null=null)
+#: Subject bootstrap of model 2 against model 1's mean (METHOD §5): :func:`fastenc.stats.bootstrap_mean_test`.
+bootstrap_model_comparison = bootstrap_mean_test
+#: Permutation test of pooled component values (METHOD §5): :func:`fastenc.stats.permutation_mean_difference`.
+permutation_component_comparison = permutation_mean_difference

@@ -1,7 +1,9 @@
 """Representational similarity analysis (METHOD §6) and the statistics the study lacks.
 
 The reference study's cross-validated RSA (:func:`cv_best_layer`) plus compiled
-permutation tests, bootstraps and paired model comparisons.
+permutation tests and bootstraps of similarity matrices. Their result types, the
+participant bootstrap and the paired model comparison live in :mod:`fastenc.stats`
+(re-exported here under their RSA names).
 
 Conventions
 -----------
@@ -24,17 +26,21 @@ Conventions
 from __future__ import annotations
 
 import itertools
-import json
 import math
-from dataclasses import dataclass, field
-from importlib import resources
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from ._core.rsa import (boot_sounds, full_std, perm_dot, perm_dot_int, rsm_rows, split_triangles,
                         sym_ranks2, upper_std)
+from ._threads import thread_limits
+from ._validation import as_features, finite_square, row_index, square_stack, train_masks
+from .constants import CATEGORY_ORDER, N_RESAMPLES
+from .stats import (BootstrapResult, PairedComparisonResult, PermutationResult, bootstrap_mean,
+                    check_confidence, compare_paired, count_at_least, resample_p_value)
+from .stats import within_subject_sem as _within_subject_sem
 
 __all__ = [
     "similarity_matrix",
@@ -50,6 +56,7 @@ __all__ = [
     "PreparedRSMs",
     "RSACVResult",
     "within_subject_sem",
+    "rsa_sem",
     "permutation_test",
     "permutation_test_many",
     "PermutationResult",
@@ -70,46 +77,6 @@ def _check_method(method):
     return method == "spearman"
 
 
-def _as_features(name, X, n=None):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (sounds x features) array, got shape {X.shape}")
-    if X.shape[0] < 3:
-        raise ValueError(f"{name} needs at least 3 sounds, got {X.shape[0]}")
-    if X.shape[1] < 1:
-        raise ValueError(f"{name} has no features (shape {X.shape})")
-    if n is not None and X.shape[0] != n:
-        raise ValueError(f"{name} has {X.shape[0]} sounds, expected {n}")
-    if not np.issubdtype(X.dtype, np.floating) or X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return np.ascontiguousarray(X)
-
-
-def _rows(sel, n, name):
-    """Index array from a boolean mask or indices over ``n`` sounds."""
-    sel = np.asarray(sel)
-    if sel.dtype == bool:
-        if sel.shape != (n,):
-            raise ValueError(f"{name} mask must have shape ({n},), got {sel.shape}")
-        idx = np.flatnonzero(sel)
-    else:
-        idx = sel.astype(np.int64).ravel()
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(f"{name} indices out of range for {n} sounds")
-    return np.ascontiguousarray(idx, dtype=np.int64)
-
-
-def _as_stack(name, A):
-    A = np.asarray(A, dtype=np.float64)
-    if A.ndim not in (2, 3) or A.shape[-1] != A.shape[-2]:
-        raise ValueError(f"{name} must be a square matrix or a stack of them, got shape {A.shape}")
-    if A.shape[-1] < 3:
-        raise ValueError(f"{name} needs at least 3 sounds, got {A.shape[-1]}")
-    return np.ascontiguousarray(A.reshape((-1,) + A.shape[-2:])), A.ndim == 2
-
-
 def _std_triangles(A, ranks):
     return upper_std(np.ascontiguousarray(A, dtype=np.float64), ranks)
 
@@ -121,7 +88,7 @@ def _corr(Ua, Ub):
 
 
 # ----------------------------------------------------------------------------- basics
-def similarity_matrix(X, train=None, sounds=None):
+def similarity_matrix(X, train=None, sounds=None, n_threads=None):
     """Representational similarity matrix (Pearson across z-scored features).
 
     Parameters
@@ -134,6 +101,10 @@ def similarity_matrix(X, train=None, sounds=None):
         Sounds the matrix is computed over (default: all), z-scored with the train
         statistics. ``similarity_matrix(X, train=m, sounds=~m)`` is the study's
         test-sound RSM.
+    n_threads : int, optional
+        Numba threads (default: the current setting; BLAS single-threaded inside, see
+        :func:`fastenc._threads.thread_limits`). Results do not depend on it; the same holds
+        for every function of this module.
 
     Returns
     -------
@@ -148,19 +119,19 @@ def similarity_matrix(X, train=None, sounds=None):
     >>> R.shape, bool(np.allclose(R, R.T))
     ((6, 6), True)
     """
-    X = _as_features("X", X)
+    X = as_features(X, "X")
     n = X.shape[0]
-    tr = np.arange(n, dtype=np.int64) if train is None else _rows(train, n, "train")
-    ev = np.arange(n, dtype=np.int64) if sounds is None else _rows(sounds, n, "sounds")
+    tr = np.arange(n, dtype=np.int64) if train is None else row_index(train, n, "train")
+    ev = np.arange(n, dtype=np.int64) if sounds is None else row_index(sounds, n, "sounds")
     if tr.size < 1:
         raise ValueError("train selects no sounds")
     if ev.size < 1:
         raise ValueError("sounds selects no sounds")
-    with threadpool_limits(limits=1, user_api="blas"):
+    with thread_limits(n_threads):
         return rsm_rows(X, tr, ev)
 
 
-def compare(a, b, method="spearman"):
+def compare(a, b, method="spearman", n_threads=None):
     """Spearman or Pearson correlation between the strict upper triangles of matrices.
 
     Parameters
@@ -184,11 +155,12 @@ def compare(a, b, method="spearman"):
     (True, 1.0)
     """
     ranks = _check_method(method)
-    A, a1 = _as_stack("a", a)
-    B, b1 = _as_stack("b", b)
+    A, a1 = square_stack(a, "a")
+    B, b1 = square_stack(b, "b")
     if A.shape[-1] != B.shape[-1]:
         raise ValueError(f"matrices differ in size: {A.shape[-1]} vs {B.shape[-1]} sounds")
-    C = _corr(_std_triangles(A, ranks), _std_triangles(B, ranks))
+    with thread_limits(n_threads):
+        C = _corr(_std_triangles(A, ranks), _std_triangles(B, ranks))
     if a1 and b1:
         return float(C[0, 0])
     if a1:
@@ -198,11 +170,6 @@ def compare(a, b, method="spearman"):
     return C
 
 
-def _registry_category_order():
-    with resources.files("fastenc").joinpath("data/model_registry.json").open("r") as f:
-        return list(json.load(f)["sound_category_order"])
-
-
 def category_order(categories, order=None):
     """Indices that reorder sounds by category (stable within category), as in METHOD §6.
 
@@ -210,9 +177,9 @@ def category_order(categories, order=None):
     ----------
     categories : sequence of str or bytes, one per sound (stimulus order)
     order : sequence of str, optional
-        Category order; default the registry's ``sound_category_order`` (Music, Song,
+        Category order; default :data:`fastenc.constants.CATEGORY_ORDER` (Music, Song,
         EngSpeech, ForSpeech, HumVoc, AniVoc, HumNonVoc, AniNonVoc, Nature, Mechanical,
-        EnvSound).
+        EnvSound; the registry's ``sound_category_order``, tested equal).
 
     Returns
     -------
@@ -223,7 +190,7 @@ def category_order(categories, order=None):
     >>> category_order(["Song", "Music", "Song", "Music"]).tolist()
     [1, 3, 0, 2]
     """
-    order = _registry_category_order() if order is None else list(order)
+    order = list(CATEGORY_ORDER) if order is None else list(order)
     cats = [c.decode() if isinstance(c, (bytes, np.bytes_)) else str(c) for c in categories]
     pos = {c: i for i, c in enumerate(order)}
     unknown = sorted(set(cats) - set(pos))
@@ -281,28 +248,9 @@ class RSACVResult:
 
 
 def _split_masks(splits, n):
-    if splits is None:
-        from .splits import seed_splits
-
-        if n != 165:
-            raise ValueError(f"the default splits are the study's 165-sound splits; got {n} sounds, "
-                             "pass splits= explicitly")
-        masks = np.asarray(seed_splits(), dtype=bool)
-    else:
-        masks = np.asarray(splits)
-        if masks.dtype != bool:  # list of train index arrays
-            idx = [np.asarray(s, dtype=np.int64).ravel() for s in splits]
-            masks = np.zeros((len(idx), n), dtype=bool)
-            for k, s in enumerate(idx):
-                if s.size and (s.min() < 0 or s.max() >= n):
-                    raise ValueError("split train indices out of range")
-                masks[k, s] = True
-    if masks.ndim != 2 or masks.shape[1] != n:
-        raise ValueError(f"splits must be (n_splits, {n}) boolean train masks, got shape {masks.shape}")
-    n_tr = masks.sum(1)
-    if np.any(n_tr < 3) or np.any(n - n_tr < 3):
-        raise ValueError("every split needs at least 3 train and 3 test sounds")
-    return masks
+    """Train masks over ``n`` sounds (:func:`fastenc._validation.train_masks`): >= 3 train and
+    >= 3 test sounds per split (a test RSM of 3 sounds is the smallest with a rank correlation)."""
+    return train_masks(splits, n, min_train=3, min_test=3, what="sounds")
 
 
 def _padded_rows(masks):
@@ -352,7 +300,7 @@ def _prep_inputs(mats, name, splits, categories):
     if len(mats) == 0:
         raise ValueError(f"{name} is empty")
     n = np.asarray(mats[0]).shape[0]
-    mats = [_as_features(f"{name}[{i}]", X, n) for i, X in enumerate(mats)]
+    mats = [as_features(X, f"{name}[{i}]", n) for i, X in enumerate(mats)]
     if categories is not None:
         if len(categories) != n:
             raise ValueError(f"categories has {len(categories)} labels for {n} sounds")
@@ -362,12 +310,12 @@ def _prep_inputs(mats, name, splits, categories):
     return mats, order, _split_masks(splits, n)
 
 
-def prepare_layers(layers, splits=None, categories=None) -> PreparedRSMs:
+def prepare_layers(layers, splits=None, categories=None, n_threads=None) -> PreparedRSMs:
     """Split RSMs of a model's layers, for :func:`cv_best_layer` (see its parameters)."""
     layers, order, masks = _prep_inputs(layers, "layers", splits, categories)
     tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
     Mtr, Mte, Mfull = [], [], []
-    with threadpool_limits(limits=1, user_api="blas"):
+    with thread_limits(n_threads):
         for X in layers:
             Xo = np.ascontiguousarray(X[order])
             u, v, _ = split_triangles(Xo, tr_rows, n_tr, te_rows, n_te, True, False)
@@ -379,7 +327,7 @@ def prepare_layers(layers, splits=None, categories=None) -> PreparedRSMs:
 
 
 def prepare_participants(participants, splits=None, categories=None, noise_ceiling=True,
-                         corrected=False) -> PreparedRSMs:
+                         corrected=False, n_threads=None) -> PreparedRSMs:
     """Split RSMs of participants (and their noise ceiling), for :func:`cv_best_layer`."""
     participants, order, masks = _prep_inputs(participants, "participants", splits, categories)
     P = len(participants)
@@ -387,7 +335,7 @@ def prepare_participants(participants, splits=None, categories=None, noise_ceili
         raise ValueError("the noise ceiling needs at least 2 participants (or noise_ceiling=False)")
     tr_rows, n_tr, te_rows, n_te = _padded_rows(masks)
     Ptr, Pte, Rte, Pfull = [], [], [], []
-    with threadpool_limits(limits=1, user_api="blas"):
+    with thread_limits(n_threads):
         for Y in participants:
             Yo = np.ascontiguousarray(Y[order])
             u, v, R = split_triangles(Yo, tr_rows, n_tr, te_rows, n_te, True, noise_ceiling)
@@ -413,7 +361,7 @@ def prepare_participants(participants, splits=None, categories=None, noise_ceili
 
 
 def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceiling=True,
-                  corrected=None):
+                  corrected=None, n_threads=None):
     """The study's cross-validated RSA best-layer score for one model (METHOD §6).
 
     Parameters
@@ -437,6 +385,8 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
         False (default) reproduces the study: the ceiling uses Pearson while model scores
         use Spearman. True uses Spearman for the ceiling too. With prepared participants,
         defaults to the setting they were prepared with.
+    n_threads : int, optional
+        Numba threads (default: the current setting); results do not depend on it.
 
     Returns
     -------
@@ -462,6 +412,11 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
     >>> res.best_layer.shape, res.test_corr.shape
     ((3, 2), (3, 2, 2))
     """
+    with thread_limits(n_threads):
+        return _cv_best_layer_checked(layers, participants, splits, categories, noise_ceiling, corrected)
+
+
+def _cv_best_layer_checked(layers, participants, splits, categories, noise_ceiling, corrected):
     if corrected is None:
         corrected = participants.corrected if isinstance(participants, PreparedRSMs) else False
     M = layers if isinstance(layers, PreparedRSMs) else prepare_layers(layers, splits, categories)
@@ -534,21 +489,21 @@ class RSAAllSoundsResult:
 
 
 def _full_triangles(items, name):
+    """All-sound standardized rank triangles (K, m) of prepared items or of feature matrices."""
     if isinstance(items, PreparedRSMs):
         if items.full is None:
             raise ValueError(f"{name} were prepared without all-sound triangles")
         return items.full
-    mats = [_as_features(f"{name}[{i}]", X) for i, X in enumerate(items)]
+    mats = [as_features(X, f"{name}[{i}]") for i, X in enumerate(items)]
     if not mats:
         raise ValueError(f"{name} is empty")
     n = mats[0].shape[0]
     if any(X.shape[0] != n for X in mats):
         raise ValueError(f"{name} differ in their number of sounds")
-    with threadpool_limits(limits=1, user_api="blas"):
-        return np.stack([_full_triangle(X) for X in mats])
+    return np.stack([_full_triangle(X) for X in mats])
 
 
-def best_layer_all_sounds(layers, participants):
+def best_layer_all_sounds(layers, participants, n_threads=None):
     """The reference study's best layer per participant for the ROI analysis (METHOD §6).
 
     Not cross-validated (no score is reported from it): each layer's RSM and each participant's
@@ -576,11 +531,12 @@ def best_layer_all_sounds(layers, participants):
     >>> best_layer_all_sounds(layers, [Z @ rng.normal(size=(6, 5))]).rel_pos.tolist()
     [1.0]
     """
-    Lt = _full_triangles(layers, "layers")
-    Pt = _full_triangles(participants, "participants")
-    if Lt.shape[1] != Pt.shape[1]:
-        raise ValueError("layers and participants have different numbers of sounds")
-    corr = _corr(Pt, Lt)  # (P, L); NaN rows give NaN
+    with thread_limits(n_threads):
+        Lt = _full_triangles(layers, "layers")
+        Pt = _full_triangles(participants, "participants")
+        if Lt.shape[1] != Pt.shape[1]:
+            raise ValueError("layers and participants have different numbers of sounds")
+        corr = _corr(Pt, Lt)  # (P, L); NaN rows give NaN
     L = corr.shape[1]
     finite = ~np.isnan(corr)
     ok = finite.any(axis=1)
@@ -611,7 +567,7 @@ class ROISimilarityResult:
     values: object
 
 
-def roi_vs_roi(rois, splits="all", categories=None, method="spearman"):
+def roi_vs_roi(rois, splits="all", categories=None, method="spearman", n_threads=None):
     """Similarity between ROIs: per participant and split, correlate two ROIs' train RSMs.
 
     The reference study's ``rsa_comparison_neural_roi`` (used for its ROI figure): per
@@ -657,7 +613,7 @@ def roi_vs_roi(rois, splits="all", categories=None, method="spearman"):
     for r in names:
         parts = dict(rois[r])
         for pid, Y in parts.items():
-            Y = _as_features(f"rois[{r!r}][{pid!r}]", Y, n)
+            Y = as_features(Y, f"rois[{r!r}][{pid!r}]", n)
             n = Y.shape[0]
             parts[pid] = Y
         tri[r] = parts
@@ -671,17 +627,10 @@ def roi_vs_roi(rois, splits="all", categories=None, method="spearman"):
             raise ValueError("splits must be 'all' or train masks / indices")
         masks = np.ones((1, n), dtype=bool)
     else:
-        masks = np.asarray(splits)
-        if masks.dtype != bool:
-            idx = [np.asarray(t, dtype=np.int64).ravel() for t in splits]
-            masks = np.zeros((len(idx), n), dtype=bool)
-            for k, t in enumerate(idx):
-                masks[k, t] = True
-        if masks.ndim != 2 or masks.shape[1] != n or np.any(masks.sum(1) < 3):
-            raise ValueError(f"splits must be (n_splits, {n}) train masks with >= 3 train sounds each")
+        masks = train_masks(splits, n, min_train=3, min_test=0, what="sounds")
     S = masks.shape[0]
     U = {}
-    with threadpool_limits(limits=1, user_api="blas"):
+    with thread_limits(n_threads):
         for r in names:
             for pid, Y in tri[r].items():
                 Yo = np.ascontiguousarray(Y[order])
@@ -716,82 +665,40 @@ def roi_vs_roi(rois, splits="all", categories=None, method="spearman"):
 
 
 def within_subject_sem(values, quirk=True):
-    """Within-participant SEM per model (METHOD §5, RSA variant of §6).
+    """Deprecated: use :func:`fastenc.stats.within_subject_sem` (``n=`` the divisor's count).
 
-    Subtract each participant's mean across models, take ``np.std`` (ddof 0) over
-    participants per model, divide by ``sqrt(n - 1)``.
+    The RSA error bar of the reference study divides by ``sqrt(n_models - 1)`` (``quirk=True``,
+    the default here; ``stats.within_subject_sem(values, n=values.shape[1])``); ``quirk=False``
+    divides by ``sqrt(n_participants - 1)`` (``stats.within_subject_sem(values)``).
+    :func:`rsa_sem` gives the same with the library's switch (``corrected``).
+    """
+    warnings.warn("fastenc.rsa.within_subject_sem(values, quirk=...) is deprecated; use "
+                  "fastenc.stats.within_subject_sem(values, n=...) or fastenc.rsa.rsa_sem(values, corrected=...)",
+                  DeprecationWarning, stacklevel=2)
+    return rsa_sem(values, corrected=not quirk)
 
-    Parameters
-    ----------
-    values : (participants, models) array_like
-    quirk : bool
-        True (default) reproduces the reference study's RSA figure: ``n`` is the number
-        of **models**. False uses the number of participants (the correct form).
 
-    Returns
-    -------
-    (models,) float64
+def rsa_sem(values, corrected=False):
+    """Within-participant SEM per model of a (participants, models) array, as the RSA figure.
+
+    ``corrected=False`` (default) reproduces the reference study's RSA error bar (METHOD §6
+    quirk): divided by ``sqrt(n_models - 1)``; ``corrected=True`` by
+    ``sqrt(n_participants - 1)`` (METHOD §5). See :func:`fastenc.stats.within_subject_sem`.
 
     Examples
     --------
     >>> import numpy as np
     >>> v = np.array([[1., 2., 3.], [2., 2., 5.]])
-    >>> within_subject_sem(v, quirk=False).round(3).tolist()
+    >>> rsa_sem(v, corrected=True).round(3).tolist()
     [0.0, 0.5, 0.5]
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
         raise ValueError(f"values must be a non-empty (participants, models) array, got shape {v.shape}")
-    n = v.shape[1] if quirk else v.shape[0]
-    if n < 2:
-        raise ValueError("within_subject_sem needs at least 2 " + ("models" if quirk else "participants"))
-    d = v - v.mean(axis=1, keepdims=True)
-    return np.std(d, axis=0) / np.sqrt(n - 1)
+    return _within_subject_sem(v, n=None if corrected else v.shape[1])
 
 
 # ----------------------------------------------------------------------------- permutation tests
-@dataclass
-class PermutationResult:
-    """Result of a permutation test.
-
-    Attributes
-    ----------
-    statistic : float or (K,) array
-        Observed correlation(s).
-    pvalue : float or (K,) array
-        One-sided (greater) p value, ``(k + 1) / (N + 1)`` with ``k`` the number of
-        permutations whose statistic is >= the observed one (``k / N`` when every
-        permutation was enumerated, ``n_permutations="all"``). For many matrices this is
-        the uncorrected p value.
-    pvalue_corrected : float or (K,) array or None
-        Max-statistic (family-wise) corrected p values (``permutation_test_many``).
-    null_distribution : (N,) or (N, K) array
-        Statistic under each permutation.
-    permutations : (N, n) int64 array
-        The permutations used (rows and columns of the permuted matrix, together).
-    """
-
-    statistic: object
-    pvalue: object
-    null_distribution: np.ndarray
-    permutations: np.ndarray
-    pvalue_corrected: object = None
-
-
-def _finite_square(name, A, n=None):
-    A = np.asarray(A, dtype=np.float64)
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {A.shape}")
-    if A.shape[0] < 3:
-        raise ValueError(f"{name} needs at least 3 sounds, got {A.shape[0]}")
-    if n is not None and A.shape[0] != n:
-        raise ValueError(f"matrices differ in size: {A.shape[0]} vs {n} sounds")
-    iu = np.triu_indices(A.shape[0], 1)
-    if not np.all(np.isfinite(A[iu])):
-        raise ValueError(f"{name} has NaN or inf in its upper triangle")
-    return np.ascontiguousarray(A)
-
-
 def _draw_perms(n, n_permutations, seed, permutations):
     """Permutations to evaluate; returns (perms, exact)."""
     if permutations is not None:
@@ -815,18 +722,12 @@ def _draw_perms(n, n_permutations, seed, permutations):
     return np.ascontiguousarray(perms), False
 
 
-def _count_ge(null, obs):
-    """Number of null values >= obs, with scipy's relative tolerance for rounding."""
-    gamma = np.abs(obs) * np.finfo(np.float64).eps * 100
-    return np.sum(null >= obs - gamma, axis=0)
-
-
 def _perm_core(models, brain, n_permutations, method, seed, permutations):
     """Observed statistics (K,), p values (K,), null (N, K), permutations, exact flag."""
     ranks = _check_method(method)
-    brain = _finite_square("b", brain)
+    brain = finite_square(brain, "b")
     n = brain.shape[0]
-    mats = [_finite_square("a", m, n) for m in models]
+    mats = [finite_square(m, "a", n) for m in models]
     perms, exact = _draw_perms(n, n_permutations, seed, permutations)
     N, K = perms.shape[0], len(mats)
     perms = np.ascontiguousarray(perms, dtype=np.int16 if n <= 32767 else np.int32)
@@ -856,7 +757,7 @@ def _perm_core(models, brain, n_permutations, method, seed, permutations):
             obs[k] = num_obs / den
             null[:, k] = num / den
             cnt = np.count_nonzero(num >= num_obs)
-            pval[k] = cnt / N if exact else (cnt + 1) / (N + 1)
+            pval[k] = resample_p_value(cnt, N, exact)
         return obs, pval, null, perms, exact
     Fb = full_std(brain, ranks)
     for k, a in enumerate(mats):
@@ -866,12 +767,13 @@ def _perm_core(models, brain, n_permutations, method, seed, permutations):
         allv = perm_dot(Aa, Fb, both)
         obs[k] = allv[0]
         null[:, k] = allv[1:]
-        cnt = _count_ge(null[:, k], obs[k])
-        pval[k] = cnt / N if exact else (cnt + 1) / (N + 1)
+        cnt = count_at_least(null[:, k], obs[k])
+        pval[k] = resample_p_value(cnt, N, exact)
     return obs, pval, null, perms, exact
 
 
-def permutation_test(a, b, n_permutations=10000, method="spearman", seed=0, permutations=None):
+def permutation_test(a, b, n_permutations=N_RESAMPLES, method="spearman", seed=0, permutations=None,
+                     n_threads=None):
     """Condition-label permutation test of the correlation between two similarity matrices.
 
     The rows and columns of ``b`` are permuted together; the statistic is the Spearman
@@ -893,8 +795,9 @@ def permutation_test(a, b, n_permutations=10000, method="spearman", seed=0, perm
     Returns
     -------
     PermutationResult
-        ``statistic`` and ``pvalue`` floats, ``null_distribution`` (N,). Both NaN when a
-        triangle is constant.
+        (:class:`fastenc.stats.PermutationResult`) ``statistic`` and ``p_value`` floats,
+        ``null_distribution`` (N,), ``n_resamples``, ``permutations``, ``exact``. Both NaN when
+        a triangle is constant.
 
     Notes
     -----
@@ -908,20 +811,22 @@ def permutation_test(a, b, n_permutations=10000, method="spearman", seed=0, perm
     >>> X = np.random.default_rng(1).normal(size=(12, 40))
     >>> a = similarity_matrix(X); b = similarity_matrix(X + np.random.default_rng(2).normal(size=X.shape))
     >>> res = permutation_test(a, b, n_permutations=999)
-    >>> bool(res.pvalue < 0.05), res.null_distribution.shape
+    >>> bool(res.p_value < 0.05), res.null_distribution.shape
     (True, (999,))
     """
-    obs, p, null, perms, _ = _perm_core([a], b, n_permutations, method, seed, permutations)
-    return PermutationResult(statistic=float(obs[0]), pvalue=float(p[0]),
-                             null_distribution=null[:, 0], permutations=perms)
+    with thread_limits(n_threads):
+        obs, p, null, perms, exact = _perm_core([a], b, n_permutations, method, seed, permutations)
+    return PermutationResult(statistic=float(obs[0]), p_value=float(p[0]),
+                             null_distribution=null[:, 0], n_resamples=int(null.shape[0]),
+                             permutations=perms, exact=exact)
 
 
-def permutation_test_many(models, b, n_permutations=10000, method="spearman", seed=0,
-                          permutations=None):
+def permutation_test_many(models, b, n_permutations=N_RESAMPLES, method="spearman", seed=0,
+                          permutations=None, n_threads=None):
     """Permutation tests of many matrices (layers, models) against one, max-statistic corrected.
 
     The same permutations of ``b`` (rows and columns together) serve every matrix of
-    ``models``. ``pvalue`` is per matrix (uncorrected); ``pvalue_corrected`` compares each
+    ``models``. ``p_value`` is per matrix (uncorrected); ``p_value_corrected`` compares each
     observed statistic with the per-permutation maximum over matrices (family-wise
     error control, Westfall–Young single step): ``(#{max_k null[q, k] >= obs_k} + 1) / (N + 1)``.
 
@@ -934,7 +839,7 @@ def permutation_test_many(models, b, n_permutations=10000, method="spearman", se
 
     Returns
     -------
-    PermutationResult with (K,) ``statistic``, ``pvalue``, ``pvalue_corrected`` and
+    PermutationResult with (K,) ``statistic``, ``p_value``, ``p_value_corrected`` and
     (N, K) ``null_distribution``.
 
     Examples
@@ -944,93 +849,31 @@ def permutation_test_many(models, b, n_permutations=10000, method="spearman", se
     >>> X = rng.normal(size=(10, 30))
     >>> mats = [similarity_matrix(X + s * rng.normal(size=X.shape)) for s in (0.5, 5.0)]
     >>> res = permutation_test_many(mats, similarity_matrix(X), n_permutations=499)
-    >>> bool(np.all(res.pvalue_corrected >= res.pvalue))
+    >>> bool(np.all(res.p_value_corrected >= res.p_value))
     True
     """
     models = list(np.asarray(models, dtype=np.float64)) if not isinstance(models, list) else models
     if len(models) == 0:
         raise ValueError("models is empty")
-    obs, p, null, perms, exact = _perm_core(models, b, n_permutations, method, seed, permutations)
+    with thread_limits(n_threads):
+        obs, p, null, perms, exact = _perm_core(models, b, n_permutations, method, seed, permutations)
     N = null.shape[0]
     defined = ~np.isnan(obs)
     # max over the matrices with a defined statistic (a constant matrix's column is all NaN)
     mx = null[:, defined].max(axis=1) if defined.any() else np.full(N, np.nan)
-    kc = np.array([_count_ge(mx, o) for o in obs], dtype=np.float64)
-    pc = kc / N if exact else (kc + 1) / (N + 1)
+    kc = np.array([count_at_least(mx, o) for o in obs], dtype=np.float64)
+    pc = resample_p_value(kc, N, exact)
     pc = np.where(np.isnan(obs), np.nan, pc)
-    return PermutationResult(statistic=obs, pvalue=p, null_distribution=null,
-                             permutations=perms, pvalue_corrected=pc)
+    return PermutationResult(statistic=obs, p_value=p, null_distribution=null, n_resamples=int(N),
+                             permutations=perms, exact=exact, p_value_corrected=pc)
 
 
 # ----------------------------------------------------------------------------- bootstraps
-@dataclass
-class BootstrapResult:
-    """Bootstrap estimate.
-
-    Attributes
-    ----------
-    estimate : float or (K,) array
-        Statistic on the original data.
-    ci_low, ci_high : float or (K,) array
-        Percentile confidence interval (``np.nanquantile``, linear interpolation).
-    distribution : (B,) or (B, K) array
-        Bootstrap distribution.
-    confidence : float
-    """
-
-    estimate: object
-    ci_low: object
-    ci_high: object
-    distribution: np.ndarray
-    confidence: float
+#: Bootstrap over participants of the mean: :func:`fastenc.stats.bootstrap_mean`.
+bootstrap_participants = bootstrap_mean
 
 
-def _check_conf(confidence):
-    if not 0 < confidence < 1:
-        raise ValueError("confidence must be in (0, 1)")
-
-
-def bootstrap_participants(values, n_boot=10000, confidence=0.95, seed=0):
-    """Bootstrap over participants of the mean (per column).
-
-    Parameters
-    ----------
-    values : (P,) or (P, K) array_like
-        One value per participant (e.g. ``RSACVResult.score``), optionally per model.
-        Resampling draws the same participants for every column.
-    n_boot : int
-    confidence : float
-    seed : int
-        Indices ``np.random.default_rng(seed).integers(0, P, size=(n_boot, P))``.
-
-    Returns
-    -------
-    BootstrapResult (mean over participants, percentile CI)
-
-    Examples
-    --------
-    >>> res = bootstrap_participants([0.2, 0.3, 0.25, 0.4], n_boot=2000)
-    >>> bool(res.ci_low < res.estimate < res.ci_high)
-    True
-    """
-    _check_conf(confidence)
-    v = np.asarray(values, dtype=np.float64)
-    one = v.ndim == 1
-    v = v.reshape(v.shape[0], -1) if v.ndim >= 1 else v
-    if v.ndim != 2 or v.shape[0] < 2:
-        raise ValueError("values needs at least 2 participants")
-    P = v.shape[0]
-    idx = np.random.default_rng(seed).integers(0, P, size=(int(n_boot), P))
-    dist = v[idx].mean(axis=1)  # (B, K)
-    est = v.mean(axis=0)
-    a = (1 - confidence) / 2
-    lo, hi = np.nanquantile(dist, [a, 1 - a], axis=0)
-    if one:
-        return BootstrapResult(float(est[0]), float(lo[0]), float(hi[0]), dist[:, 0], confidence)
-    return BootstrapResult(est, lo, hi, dist, confidence)
-
-
-def bootstrap_sounds(a, b, n_boot=1000, method="spearman", confidence=0.95, seed=0):
+def bootstrap_sounds(a, b, n_boot=1000, method="spearman", confidence=0.95, seed=0, n_threads=None):
     """Bootstrap over sounds of the correlation between two similarity matrices.
 
     Sounds are resampled with replacement; the triangles are read at the resampled
@@ -1047,127 +890,33 @@ def bootstrap_sounds(a, b, n_boot=1000, method="spearman", confidence=0.95, seed
 
     Returns
     -------
-    BootstrapResult (estimate = correlation on all sounds, percentile CI)
+    BootstrapResult (``statistic`` = correlation on all sounds, percentile CI)
 
     Examples
     --------
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(15, 30))
     >>> res = bootstrap_sounds(similarity_matrix(X), similarity_matrix(X ** 3), n_boot=200)
-    >>> bool(res.ci_low <= res.estimate <= res.ci_high)
+    >>> bool(res.ci_low <= res.statistic <= res.ci_high)
     True
     """
     ranks = _check_method(method)
-    _check_conf(confidence)
-    a = _finite_square("a", a)
-    b = _finite_square("b", b, a.shape[0])
+    check_confidence(confidence)
+    a = finite_square(a, "a")
+    b = finite_square(b, "b", a.shape[0])
     n = a.shape[0]
     idx = np.random.default_rng(seed).integers(0, n, size=(int(n_boot), n)).astype(np.int64)
-    dist = boot_sounds(a, b, idx, ranks)
-    est = compare(a, b, method)
+    with thread_limits(n_threads):
+        dist = boot_sounds(a, b, idx, ranks)
+        est = compare(a, b, method)
     al = (1 - confidence) / 2
     if np.all(np.isnan(dist)):
         lo = hi = np.nan
     else:
         lo, hi = np.nanquantile(dist, [al, 1 - al])
-    return BootstrapResult(est, float(lo), float(hi), dist, confidence)
+    return BootstrapResult(statistic=est, bootstrap_distribution=dist, n_resamples=int(n_boot),
+                           confidence=confidence, ci_low=float(lo), ci_high=float(hi))
 
 
-@dataclass
-class PairedComparisonResult:
-    """Paired comparison of two models over participants.
-
-    Attributes
-    ----------
-    difference : float
-        Mean over participants of ``a - b``.
-    pvalue : float
-        Sign-flip permutation p value of the mean difference (``alternative``). Exact
-        (all 2^P sign patterns, p = k / 2^P) when P <= 16, else ``(k + 1) / (N + 1)``
-        over N random sign patterns.
-    ci_low, ci_high : float
-        Percentile bootstrap CI of the mean difference (participants resampled).
-    null_distribution : (N,) array
-        Mean difference under each sign pattern.
-    boot_distribution : (B,) array
-    alternative : str
-    """
-
-    difference: float
-    pvalue: float
-    ci_low: float
-    ci_high: float
-    null_distribution: np.ndarray
-    boot_distribution: np.ndarray
-    alternative: str
-
-
-def compare_models_paired(a, b, n_permutations=10000, n_boot=10000, confidence=0.95,
-                          alternative="two-sided", seed=0):
-    """Paired comparison of two models' per-participant scores.
-
-    Parameters
-    ----------
-    a, b : (P,) array_like
-        Per-participant scores of model a and model b (e.g. ``RSACVResult.score``),
-        same participant order, finite.
-    n_permutations : int
-        Random sign patterns when P > 16 (otherwise all 2^P are enumerated).
-    n_boot : int
-    confidence : float
-    alternative : {"two-sided", "greater", "less"}
-        "greater": model a scores higher than model b.
-    seed : int
-        One ``np.random.default_rng(seed)``: signs first
-        (``rng.choice([-1., 1.], size=(n_permutations, P))`` when P > 16), then the
-        bootstrap indices (``rng.integers(0, P, size=(n_boot, P))``).
-
-    Returns
-    -------
-    PairedComparisonResult
-
-    Examples
-    --------
-    >>> res = compare_models_paired([.5, .6, .55, .7, .65], [.4, .5, .5, .6, .5])
-    >>> round(res.difference, 3), round(res.pvalue, 4)
-    (0.1, 0.0625)
-    """
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError("alternative must be 'two-sided', 'greater' or 'less'")
-    _check_conf(confidence)
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same length, got {a.size} and {b.size}")
-    if a.size < 2:
-        raise ValueError("need at least 2 participants")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("a and b must be finite")
-    d = a - b
-    P = d.size
-    rng = np.random.default_rng(seed)
-    if P <= 16:
-        codes = np.arange(2 ** P)[:, None]
-        signs = np.where((codes >> np.arange(P)[None]) & 1, -1.0, 1.0)
-        exact = True
-    else:
-        signs = rng.choice([-1.0, 1.0], size=(int(n_permutations), P))
-        exact = False
-    null = signs @ d / P
-    obs = d.mean()
-    tol = np.finfo(np.float64).eps * 100 * max(abs(obs), 1e-300)
-    if alternative == "greater":
-        k = np.sum(null >= obs - tol)
-    elif alternative == "less":
-        k = np.sum(null <= obs + tol)
-    else:
-        k = np.sum(np.abs(null) >= abs(obs) - tol)
-    N = null.size
-    p = k / N if exact else (k + 1) / (N + 1)
-    idx = rng.integers(0, P, size=(int(n_boot), P))
-    boot = d[idx].mean(axis=1)
-    al = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [al, 1 - al])
-    return PairedComparisonResult(difference=float(obs), pvalue=float(p), ci_low=float(lo),
-                                  ci_high=float(hi), null_distribution=null,
-                                  boot_distribution=boot, alternative=alternative)
+#: Paired comparison of two models' per-participant scores: :func:`fastenc.stats.compare_paired`.
+compare_models_paired = compare_paired

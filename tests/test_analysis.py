@@ -411,14 +411,15 @@ def test_bootstrap_matches_sequential_global_stream():
     v2 = rs.rand(8) * 0.1 + 0.6
     res = A.bootstrap_model_comparison(v1, v2, n_boot=2000)
     p, means = naive.naive_bootstrap(v1, v2, n_boot=2000)
-    assert np.allclose(res.boot_means, means, rtol=1e-15, atol=0)
+    assert np.allclose(res.bootstrap_distribution, means, rtol=1e-15, atol=0)
     assert res.p_value_study == p                        # the study's raw fraction
     k = sum(1 for m in means if m >= v1.mean())
     assert res.p_value == (k + 1) / 2001 and res.n_resamples == 2000
     # never 0, even when every resample is below model 1
     far = A.bootstrap_model_comparison(v1 + 1.0, v2, n_boot=500)
     assert far.p_value_study == 0.0 and far.p_value == 1 / 501
-    assert res.mean_1 == pytest.approx(v1.mean())
+    assert res.reference == v1.mean() and res.statistic == v2.mean()
+    assert (res.mean_1, res.mean_2) == (res.reference, res.statistic)  # deprecated names, one release
     with pytest.raises(ValueError):
         A.bootstrap_model_comparison(v1, v2[:, None])
 
@@ -427,25 +428,28 @@ def test_permutation_component_comparison():
     rs = np.random.RandomState(25)
     a = rs.rand(10) + 0.1
     b = rs.rand(10)
-    res = A.permutation_component_comparison(a, b, n_perm=500)
+    res = A.permutation_component_comparison(a, b, n_permutations=500)
     null, p, p_study = naive.naive_component_permutation(a, b, n_perm=500)
-    np.testing.assert_allclose(res.null, null, rtol=0, atol=1e-15)
-    assert res.observed == pytest.approx(a.mean() - b.mean())
+    np.testing.assert_allclose(res.null_distribution, null, rtol=0, atol=1e-15)
+    assert res.statistic == pytest.approx(a.mean() - b.mean())
     assert res.p_value == p and res.p_value_study == p_study and res.n_resamples == 500
-    assert 0 < res.p_value < 1
     # one-sided: model 1 below model 2 gives a large p
-    rev = A.permutation_component_comparison(b, a, n_perm=500)
+    rev = A.permutation_component_comparison(b, a, n_permutations=500)
     assert rev.p_value > 0.5
     # never 0: far apart
-    far = A.permutation_component_comparison(a + 5, b, n_perm=300)
+    far = A.permutation_component_comparison(a + 5, b, n_permutations=300)
     _, p_far, p_far_study = naive.naive_component_permutation(a + 5, b, n_perm=300)
     assert far.p_value_study == p_far_study == 0.0 and far.p_value == p_far == 1 / 301
     # different sizes and seeds
     c = rs.rand(7)
-    r2 = A.permutation_component_comparison(a, c, n_perm=200, seed=3)
+    r2 = A.permutation_component_comparison(a, c, n_permutations=200, seed=3)
     null2, p2, ps2 = naive.naive_component_permutation(a, c, n_perm=200, seed=3)
-    np.testing.assert_allclose(r2.null, null2, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r2.null_distribution, null2, rtol=0, atol=1e-15)
     assert (r2.p_value, r2.p_value_study) == (p2, ps2)
+    # the deprecated names (one release): n_perm=, .observed, .null
+    with pytest.warns(DeprecationWarning, match="n_permutations"):
+        old = A.permutation_component_comparison(a, c, n_perm=200, seed=3)
+    assert old.observed == r2.statistic and old.null is old.null_distribution and old.p_value == p2
 
 
 # ----------------------------------------------------------------------------- bad input

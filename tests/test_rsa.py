@@ -11,6 +11,7 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from fastenc import rsa
+from fastenc.constants import CATEGORY_ORDER
 from fastenc._core.rsa import rank_average, sym_ranks2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -218,13 +219,18 @@ def test_cv_best_layer_thread_count_independent():
     np.testing.assert_array_equal(r1.noise_ceiling_splits, r2.noise_ceiling_splits)
 
 
-def test_within_subject_sem():
+def test_rsa_sem():
     v = RNG.normal(size=(8, 5))
     d = v - v.mean(1, keepdims=True)
-    np.testing.assert_allclose(rsa.within_subject_sem(v, quirk=False), d.std(0) / np.sqrt(7))
-    np.testing.assert_allclose(rsa.within_subject_sem(v), d.std(0) / np.sqrt(4))  # study quirk
+    np.testing.assert_allclose(rsa.rsa_sem(v, corrected=True), d.std(0) / np.sqrt(7))
+    np.testing.assert_allclose(rsa.rsa_sem(v), d.std(0) / np.sqrt(4))  # study quirk: sqrt(models - 1)
     with pytest.raises(ValueError):
-        rsa.within_subject_sem(np.ones(3))
+        rsa.rsa_sem(np.ones(3))
+    # the deprecated name (quirk=True means corrected=False) warns and gives the same values
+    with pytest.warns(DeprecationWarning):
+        np.testing.assert_array_equal(rsa.within_subject_sem(v), rsa.rsa_sem(v))
+    with pytest.warns(DeprecationWarning):
+        np.testing.assert_array_equal(rsa.within_subject_sem(v, quirk=False), rsa.rsa_sem(v, corrected=True))
 
 
 # ----------------------------------------------------------------------------- permutation tests
@@ -238,7 +244,7 @@ def test_permutation_null_matches_scipy(method):
     obs = naive.spearman_mats(a, b) if method == "spearman" else naive.pearson_mats(a, b)
     assert res.statistic == pytest.approx(obs, abs=1e-12)
     k = np.sum(ref >= obs - 1e-12)
-    assert res.pvalue == pytest.approx((k + 1) / 61)
+    assert res.p_value == pytest.approx((k + 1) / 61)
     # documented stream
     perms = np.random.default_rng(3).permuted(np.tile(np.arange(14), (60, 1)), axis=1)
     np.testing.assert_array_equal(res.permutations, perms)
@@ -250,11 +256,11 @@ def test_permutation_exact_enumeration(method):
     p_exact, obs, null = naive.exact_permutation_p(a, b, method)
     res = rsa.permutation_test(a, b, n_permutations="all", method=method)
     assert res.null_distribution.size == 120
-    assert res.pvalue == pytest.approx(p_exact)
+    assert res.p_value == pytest.approx(p_exact)
     np.testing.assert_allclose(np.sort(res.null_distribution), np.sort(null), atol=1e-12)
     # many random permutations converge to the exact fraction
     big = rsa.permutation_test(a, b, n_permutations=20000, method=method, seed=1)
-    assert abs(big.pvalue - p_exact) < 4 * np.sqrt(p_exact * (1 - p_exact) / 20000) + 1e-3
+    assert abs(big.p_value - p_exact) < 4 * np.sqrt(p_exact * (1 - p_exact) / 20000) + 1e-3
 
 
 def test_permutation_calibration_under_null():
@@ -263,7 +269,7 @@ def test_permutation_calibration_under_null():
     for i in range(200):
         a = rsa.similarity_matrix(rng.normal(size=(10, 8)))
         b = rsa.similarity_matrix(rng.normal(size=(10, 8)))
-        ps.append(rsa.permutation_test(a, b, n_permutations=199, seed=i).pvalue)
+        ps.append(rsa.permutation_test(a, b, n_permutations=199, seed=i).p_value)
     assert stats.kstest(ps, "uniform").pvalue > 1e-3
 
 
@@ -301,7 +307,7 @@ def test_permutation_explicit_and_bad_input():
     with pytest.raises(ValueError, match="n > 9|> 9"):
         rsa.permutation_test(*_pair(10), n_permutations="all")
     const = rsa.permutation_test(a, np.zeros((6, 6)), n_permutations=10)
-    assert np.isnan(const.statistic) and np.isnan(const.pvalue)  # documented
+    assert np.isnan(const.statistic) and np.isnan(const.p_value)  # documented
 
 
 def test_permutation_test_many_max_statistic():
@@ -313,12 +319,12 @@ def test_permutation_test_many_max_statistic():
     for k in range(3):
         single = rsa.permutation_test(mats[k], brain, n_permutations=300, seed=2)
         assert res.statistic[k] == pytest.approx(single.statistic)
-        assert res.pvalue[k] == pytest.approx(single.pvalue)
+        assert res.p_value[k] == pytest.approx(single.p_value)
         np.testing.assert_array_equal(res.null_distribution[:, k], single.null_distribution)
     mx = res.null_distribution.max(1)
     ref = [(np.sum(mx >= o - 1e-12) + 1) / 301 for o in res.statistic]
-    np.testing.assert_allclose(res.pvalue_corrected, ref)
-    assert np.all(res.pvalue_corrected >= res.pvalue)
+    np.testing.assert_allclose(res.p_value_corrected, ref)
+    assert np.all(res.p_value_corrected >= res.p_value)
 
 
 # ----------------------------------------------------------------------------- bootstraps
@@ -328,18 +334,18 @@ def test_bootstrap_sounds_matches_naive(method):
     res = rsa.bootstrap_sounds(a, b, n_boot=40, method=method, seed=4)
     idx = np.random.default_rng(4).integers(0, 10, size=(40, 10))
     ref = naive.sound_bootstrap(a, b, idx, method)
-    np.testing.assert_allclose(res.distribution, ref, atol=1e-12)
+    np.testing.assert_allclose(res.bootstrap_distribution, ref, atol=1e-12)
     lo, hi = np.nanquantile(ref, [0.025, 0.975])
     assert (res.ci_low, res.ci_high) == pytest.approx((lo, hi))
-    assert res.estimate == pytest.approx(rsa.compare(a, b, method))
+    assert res.statistic == pytest.approx(rsa.compare(a, b, method))
 
 
 def test_bootstrap_participants():
     v = RNG.normal(size=(8, 3))
     res = rsa.bootstrap_participants(v, n_boot=500, seed=5)
     idx = np.random.default_rng(5).integers(0, 8, size=(500, 8))
-    np.testing.assert_allclose(res.distribution, v[idx].mean(1))
-    np.testing.assert_allclose(res.estimate, v.mean(0))
+    np.testing.assert_allclose(res.bootstrap_distribution, v[idx].mean(1))
+    np.testing.assert_allclose(res.statistic, v.mean(0))
     r1 = rsa.bootstrap_participants(v[:, 0], n_boot=500, seed=5)
     assert r1.ci_low == pytest.approx(res.ci_low[0])
     with pytest.raises(ValueError):
@@ -352,22 +358,28 @@ def test_compare_models_paired():
     res = rsa.compare_models_paired(a, b, n_boot=2000)
     ref = stats.permutation_test((a, b), lambda x, y: np.mean(x - y), permutation_type="samples",
                                  n_resamples=np.inf, alternative="two-sided")
-    assert res.pvalue == pytest.approx(ref.pvalue)
-    assert res.difference == pytest.approx(np.mean(a - b))
-    assert res.ci_low < res.difference < res.ci_high
+    assert res.p_value == pytest.approx(ref.pvalue)
+    assert res.statistic == pytest.approx(np.mean(a - b))
+    assert res.ci_low < res.statistic < res.ci_high
     g = rsa.compare_models_paired(a, b, alternative="greater")
-    assert g.pvalue < res.pvalue
+    assert g.p_value < res.p_value
     # agrees in direction with the Wilcoxon signed-rank test
-    assert stats.wilcoxon(a, b, alternative="greater").pvalue < 0.05 and g.pvalue < 0.05
-    big = rsa.compare_models_paired(RNG.normal(size=20), RNG.normal(size=20), n_permutations=999)
-    assert 0 < big.pvalue <= 1 and big.null_distribution.size == 999
+    assert stats.wilcoxon(a, b, alternative="greater").pvalue < 0.05 and g.p_value < 0.05
+    x, y = RNG.normal(size=20), RNG.normal(size=20)
+    big = rsa.compare_models_paired(x, y, n_permutations=999, seed=4)
+    # P = 20 > 16: 999 random sign patterns, the first draws of default_rng(seed)
+    signs = np.random.default_rng(4).choice([-1.0, 1.0], size=(999, 20))
+    null = np.array([np.mean(sg * (x - y)) for sg in signs])
+    k = np.sum(np.abs(null) >= abs(np.mean(x - y)) * (1 - 1e-12))
+    assert big.p_value == (k + 1) / 1000 and not big.exact and big.n_resamples == 999
+    np.testing.assert_allclose(big.null_distribution, null, rtol=1e-12)
     with pytest.raises(ValueError, match="same length"):
         rsa.compare_models_paired(a, b[:5])
 
 
 def test_prepared_inputs_give_identical_results():
     rng = np.random.default_rng(11)
-    cats = list(rng.permutation(np.repeat(rsa._registry_category_order(), 15)))
+    cats = list(rng.permutation(np.repeat(list(CATEGORY_ORDER), 15)))
     layers = [rng.standard_normal((165, 40)) for _ in range(3)]
     parts = [rng.standard_normal((165, 25)) for _ in range(4)]
     raw = rsa.cv_best_layer(layers, parts, categories=cats)
