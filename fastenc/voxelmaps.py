@@ -1,0 +1,677 @@
+"""Voxel maps of the preferred layer (the paper's Fig. 6; docs/method.md §5, METHOD §9).
+
+The study (``surface_argmax``, ``create_avg_subject_surface``, ``create_avg_model_surface`` and the
+``dump_for_surface_writing*`` functions of its ``plot_utils_AUD.py``) builds the maps in three steps,
+reproduced here:
+
+1. **Per voxel** (:func:`voxel_best_layer`): the best layer is the argmax over layers of the median
+   over the 10 splits of the noise-corrected r² (``r2_test_c``), clipped at 1 *after* the median.
+   Ties are broken as in the study's ``layer_position_argmax``: ``np.random.seed(0)``, then voxel by
+   voxel in order a uniform choice among the tied layers (a draw only where two or more layers tie;
+   :func:`fastenc.analysis.argmax_random_ties`). ``pos`` is the 1-based layer position,
+   ``rel_pos = (pos - 1) / (L - 1)``.
+2. **Median subject** (:func:`average_subject_surface`): per flattened-surface coordinate (the
+   integer ``x_ras``, ``y_ras`` of a hemisphere, ``coord_id = "x_y"``) the median over the voxels
+   found there. Like the study, every voxel at the coordinate counts once (``per_subject="pool"``);
+   ``per_subject="median"`` first takes a median within each participant.
+3. **Median model** (:func:`average_model_surface`): the median over models of the per-coordinate
+   values; it reads one small per-coordinate table per model at a time (DataFrames or CSV paths), so
+   the per-voxel arrays of all models are never needed together.
+
+:func:`export_surface_mat` writes the study's ``.mat`` files (``vals``, ``x_ras``, ``y_ras``), one per
+participant × hemisphere (``<model>_<subj>_<hemi>.mat``) or per hemisphere for an averaged map
+(``<model>_subj-avg_<hemi>.mat``), which the study's ``surface/write_surfs_share.m`` projects onto
+fsaverage with FreeSurfer. The ``plot_*`` functions draw the same maps in Python (flat maps over
+``x_ras``, ``y_ras``; matplotlib on the Agg canvas, PNG + PDF like :mod:`fastenc.figures`).
+
+Memory: for the whole study, call :func:`voxel_best_layer` and :func:`average_subject_surface` per
+model version, write each per-coordinate table (``table.to_csv(path, index=False)``), drop the arrays,
+and pass the paths to :func:`average_model_surface`.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .analysis import argmax_random_ties
+
+__all__ = ["voxel_best_layer", "average_subject_surface", "average_model_surface",
+           "study_plot_values", "colour_scale_limit", "study_surface_folder", "export_surface_mat",
+           "layer_histogram", "plot_surface_map", "plot_best_r2_map", "plot_layer_histogram",
+           "VOXEL_COLUMNS", "COORD_KEYS"]
+
+VOXEL_COLUMNS = ["voxel_id", "subj_idx", "hemi", "x_ras", "y_ras", "pos", "rel_pos",
+                 "best_median_r2_test_c", "layer"]
+#: columns that identify a flattened-surface coordinate
+COORD_KEYS = ["hemi", "coord_id"]
+HEMIS = ("lh", "rh")
+R2C_LABEL = "Median noise-corrected R²"
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+def _hemi_text(values) -> np.ndarray:
+    """Hemisphere labels as plain str ('lh'/'rh'), whether stored as bytes, np.bytes_ or str."""
+    out = []
+    for v in np.asarray(values, dtype=object):
+        if isinstance(v, (bytes, np.bytes_)):
+            v = v.decode("utf-8")
+        out.append(str(v).strip())
+    return np.asarray(out, dtype=object)
+
+
+def _int_coords(values, name: str) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} has NaN or inf")
+    return np.trunc(a).astype(np.int64)  # int() of the study's coord_id
+
+
+def _subject_label(s) -> str:
+    if isinstance(s, (float, np.floating)) and float(s).is_integer():
+        return str(int(s))
+    return str(s)
+
+
+def _coord_table(table) -> bool:
+    return "shared_by" in table.columns and "subj_idx" not in table.columns
+
+
+# --------------------------------------------------------------------------------------
+# 1. best layer per voxel
+# --------------------------------------------------------------------------------------
+def voxel_best_layer(values, voxel_meta: pd.DataFrame, layer_names: Sequence[str], *,
+                     clip: bool = True, seed: int = 0, nan_policy: str = "raise") -> pd.DataFrame:
+    """Best layer per voxel: argmax over layers of the clipped median over splits.
+
+    Parameters
+    ----------
+    values : array, (n_layers, n_voxels, n_splits) or (n_layers, n_voxels)
+        Noise-corrected r² (``r2_test_c``) of one model version, layers in registry order. A 2-D
+        array is taken as the per-voxel median already.
+    voxel_meta : DataFrame
+        One row per voxel, in the order of ``values``: ``voxel_id, subj_idx, hemi, x_ras, y_ras``
+        (e.g. ``fastenc.io.load_neural(...).roi_meta``). ``hemi`` may be bytes or str.
+    layer_names : sequence of str
+        The ``n_layers`` layer names.
+    clip : bool
+        Clip the median at 1 (after the median), as the study did for r2_test_c.
+    seed : int
+        Seed of the tie draws (the study's ``np.random.seed(0)``); the global stream is untouched.
+    nan_policy : {"raise", "omit"}
+        A voxel whose medians contain NaN has no best layer: raise (the study asserts there are
+        none), or leave it out of the table.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``voxel_id, subj_idx, hemi, x_ras, y_ras, pos`` (1-based layer position),
+        ``rel_pos`` ((pos - 1)/(L - 1); 0 for a single layer), ``best_median_r2_test_c`` (the clipped
+        median at the best layer) and ``layer`` (its name); one row per voxel, in order.
+
+    Examples
+    --------
+    >>> meta = pd.DataFrame({"voxel_id": [10, 11, 12], "subj_idx": [1, 1, 2],
+    ...                      "hemi": [b"lh", b"rh", b"lh"], "x_ras": [-40, 42, -40], "y_ras": [-20, -22, -20]})
+    >>> r2c = np.array([[[0.1, 0.2, 0.3], [0.5, 0.6, 0.7], [2.0, 2.0, 2.0]],
+    ...                 [[0.4, 0.5, 0.6], [0.1, 0.1, 0.1], [1.0, 1.0, 1.0]]])  # (layers, voxels, splits)
+    >>> t = voxel_best_layer(r2c, meta, ["conv1", "conv2"])  # voxel 12: a tie at 1 after clipping
+    >>> t[["voxel_id", "hemi", "pos", "rel_pos", "best_median_r2_test_c", "layer"]]
+       voxel_id hemi  pos  rel_pos  best_median_r2_test_c  layer
+    0        10   lh    2      1.0                    0.5  conv2
+    1        11   rh    1      0.0                    0.6  conv1
+    2        12   lh    1      0.0                    1.0  conv1
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 3:
+        med = np.median(arr, axis=2)
+    elif arr.ndim == 2:
+        med = arr.copy()
+    else:
+        raise ValueError(f"values must be (n_layers, n_voxels, n_splits) or (n_layers, n_voxels); got shape {arr.shape}")
+    if clip:
+        med = np.where(med > 1.0, 1.0, med)  # NaN stays NaN
+    n_layers, n_vox = med.shape
+    names = [str(n) for n in layer_names]
+    if len(names) != n_layers:
+        raise ValueError(f"{len(names)} layer names for {n_layers} layers")
+    if n_layers == 0:
+        raise ValueError("values has no layers")
+    if len(voxel_meta) != n_vox:
+        raise ValueError(f"voxel_meta has {len(voxel_meta)} rows but values has {n_vox} voxels")
+    missing = [c for c in ("voxel_id", "subj_idx", "hemi", "x_ras", "y_ras") if c not in voxel_meta.columns]
+    if missing:
+        raise ValueError(f"voxel_meta lacks column(s) {missing}")
+    if nan_policy not in ("raise", "omit"):
+        raise ValueError("nan_policy must be 'raise' or 'omit'")
+    best = argmax_random_ties(med, seed=seed)
+    ok = best >= 0
+    if not ok.all() and nan_policy == "raise":
+        bad = np.flatnonzero(~ok)
+        raise ValueError(f"{bad.size} voxel(s) have NaN medians (first: voxel index {bad[0]}, voxel_id "
+                         f"{voxel_meta['voxel_id'].iloc[bad[0]]}); use nan_policy='omit' to leave them out")
+    idx = np.flatnonzero(ok)
+    b = best[idx]
+    pos = b + 1
+    rel = (b / (n_layers - 1)) if n_layers > 1 else np.zeros(b.size)
+    meta = voxel_meta.iloc[idx]
+    return pd.DataFrame({
+        "voxel_id": meta["voxel_id"].to_numpy(),
+        "subj_idx": meta["subj_idx"].to_numpy(),
+        "hemi": _hemi_text(meta["hemi"].to_numpy()),
+        "x_ras": meta["x_ras"].to_numpy(),
+        "y_ras": meta["y_ras"].to_numpy(),
+        "pos": pos.astype(np.int64),
+        "rel_pos": rel.astype(np.float64),
+        "best_median_r2_test_c": med[b, idx],
+        "layer": np.asarray(names, dtype=object)[b],
+    })
+
+
+# --------------------------------------------------------------------------------------
+# 2. median over subjects per coordinate
+# --------------------------------------------------------------------------------------
+def average_subject_surface(table: pd.DataFrame, value: str = "rel_pos",
+                            per_subject: str = "pool") -> pd.DataFrame:
+    """Median over participants per flattened-surface coordinate (the study's median subject).
+
+    Voxels are grouped by hemisphere and integer coordinates (``int(x_ras)``, ``int(y_ras)``).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Per-voxel table with ``subj_idx, hemi, x_ras, y_ras`` and ``value`` (e.g. the output of
+        :func:`voxel_best_layer`).
+    value : str
+        Column to average (``"rel_pos"``, ``"pos"``, ``"best_median_r2_test_c"``, ...).
+    per_subject : {"pool", "median"}
+        ``"pool"`` (the study's ``create_avg_subject_surface``): the median over all voxels at the
+        coordinate, so a participant with two voxels there counts twice. ``"median"``: first the
+        median of each participant's voxels there, then the median over participants.
+
+    Returns
+    -------
+    DataFrame
+        One row per coordinate, in order of first appearance: ``hemi, coord_id`` (``"x_y"``),
+        ``x_ras, y_ras`` (int), ``shared_by`` (participants with a voxel there), ``n_voxels`` and
+        ``value`` (the median).
+
+    Notes
+    -----
+    The study grouped by ``coord_id`` alone and asserted that each coordinate lies in one
+    hemisphere (true of its data, whose left-hemisphere ``x_ras`` are negative); here the
+    hemisphere is part of the key. Its ``shared_by`` (precomputed in ``df_roi_meta.pkl``) counts
+    voxels; ``n_voxels`` is that count, ``shared_by`` counts distinct participants (the two agree
+    where no participant has two voxels at one coordinate).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"subj_idx": [1, 2, 3, 1], "hemi": ["lh", "lh", "lh", "rh"],
+    ...                   "x_ras": [-40, -40, -40, 42], "y_ras": [-20, -20, -20, -22],
+    ...                   "rel_pos": [0.0, 0.5, 1.0, 0.25]})
+    >>> average_subject_surface(t)
+      hemi coord_id  x_ras  y_ras  shared_by  n_voxels  rel_pos
+    0   lh  -40_-20    -40    -20          3         3     0.50
+    1   rh   42_-22     42    -22          1         1     0.25
+    """
+    missing = [c for c in ("subj_idx", "hemi", "x_ras", "y_ras", value) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}")
+    if per_subject not in ("pool", "median"):
+        raise ValueError("per_subject must be 'pool' or 'median'")
+    x = _int_coords(table["x_ras"], "x_ras")
+    y = _int_coords(table["y_ras"], "y_ras")
+    df = pd.DataFrame({"hemi": _hemi_text(table["hemi"].to_numpy()),
+                       "coord_id": [f"{a}_{b}" for a, b in zip(x, y)],
+                       "x_ras": x, "y_ras": y,
+                       "subj_idx": table["subj_idx"].to_numpy(),
+                       "v": pd.to_numeric(table[value]).to_numpy(dtype=np.float64)})
+    keys = ["hemi", "coord_id"]
+    g = df.groupby(keys, sort=False)
+    out = g[["x_ras", "y_ras"]].first()
+    out["shared_by"] = g["subj_idx"].nunique()
+    out["n_voxels"] = g.size()
+    if per_subject == "pool":
+        out[value] = g["v"].median()
+    else:
+        per = df.groupby(keys + ["subj_idx"], sort=False)["v"].median().reset_index()
+        out[value] = per.groupby(keys, sort=False)["v"].median()
+    out = out.reset_index()
+    return out[["hemi", "coord_id", "x_ras", "y_ras", "shared_by", "n_voxels", value]]
+
+
+# --------------------------------------------------------------------------------------
+# 3. median over models
+# --------------------------------------------------------------------------------------
+def average_model_surface(tables: Iterable, value: str = "rel_pos",
+                          models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Median over models of per-coordinate values (the study's ``create_avg_model_surface``).
+
+    Parameters
+    ----------
+    tables : iterable of DataFrame or path
+        Per-coordinate tables of :func:`average_subject_surface`, one per model (same dataset);
+        a path is read with ``pandas.read_csv``. They are consumed one at a time; only their
+        ``value`` columns are kept.
+    value : str
+        The column to take the median of (``"rel_pos"`` in the study: layer counts differ between
+        models).
+    models : sequence of str, optional
+        Names of the models, in the order of ``tables``, recorded in the ``models`` attribute
+        (``out.attrs["models"]``).
+
+    Returns
+    -------
+    DataFrame
+        The coordinates of the first table (``hemi, coord_id, x_ras, y_ras, shared_by``, and
+        ``n_voxels`` when present), ``n_models``, and ``value``: the median over models (NaN
+        values skipped, as pandas' median did in the study).
+
+    Raises
+    ------
+    ValueError
+        No tables, or tables whose coordinate sets differ (the study asserted identical ones).
+
+    Notes
+    -----
+    The study then drew ``median * 10 + 1`` (optionally rounded); see :func:`study_plot_values`.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"subj_idx": [1, 2], "hemi": ["lh", "rh"], "x_ras": [-40, 42],
+    ...                   "y_ras": [-20, -22], "rel_pos": [0.0, 1.0]})
+    >>> a = average_subject_surface(t)
+    >>> b = a.assign(rel_pos=[0.5, 0.5]); c = a.assign(rel_pos=[1.0, 0.0])
+    >>> average_model_surface([a, b, c], models=["m1", "m2", "m3"])[["hemi", "coord_id", "n_models", "rel_pos"]]
+      hemi coord_id  n_models  rel_pos
+    0   lh  -40_-20         3      0.5
+    1   rh   42_-22         3      0.5
+    """
+    template = None
+    cols = []
+    for i, t in enumerate(tables):
+        if not isinstance(t, pd.DataFrame):
+            t = pd.read_csv(t, dtype={"coord_id": str, "hemi": str})
+        missing = [c for c in ("hemi", "coord_id", value) if c not in t.columns]
+        if missing:
+            raise ValueError(f"table {i} lacks column(s) {missing}")
+        key = pd.MultiIndex.from_arrays([_hemi_text(t["hemi"].to_numpy()), t["coord_id"].astype(str).to_numpy()],
+                                        names=COORD_KEYS)
+        if not key.is_unique:
+            raise ValueError(f"table {i} has repeated coordinates (pass per-coordinate tables of average_subject_surface)")
+        s = pd.Series(pd.to_numeric(t[value]).to_numpy(dtype=np.float64), index=key)
+        if template is None:
+            keep = [c for c in ("hemi", "coord_id", "x_ras", "y_ras", "shared_by", "n_voxels") if c in t.columns]
+            template = t[keep].copy().reset_index(drop=True)
+            template["hemi"] = _hemi_text(template["hemi"].to_numpy())
+            template["coord_id"] = template["coord_id"].astype(str)
+            tkey = key
+        elif len(key) != len(tkey) or not key.sort_values().equals(tkey.sort_values()):
+            raise ValueError(f"table {i} has other coordinates than table 0 "
+                             f"({len(key)} vs {len(tkey)}): all models must come from the same dataset")
+        cols.append(s.reindex(tkey).to_numpy())
+    if template is None:
+        raise ValueError("no tables given")
+    stack = np.column_stack(cols)
+    out = template
+    out["n_models"] = stack.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN coordinate -> NaN
+        out[value] = np.nanmedian(stack, axis=1)
+    if models is not None:
+        models = [str(m) for m in models]
+        if len(models) != stack.shape[1]:
+            raise ValueError(f"{len(models)} model names for {stack.shape[1]} tables")
+        out.attrs["models"] = models
+    return out
+
+
+def study_plot_values(values, quantize: bool = False) -> np.ndarray:
+    """The study's values for the median-model surface: ``median * 10 + 1``, optionally rounded.
+
+    (``create_avg_model_surface``: the +1 keeps the first layer off 0 for the KNN interpolation of
+    its MATLAB script; ``quantize`` rounds half to even, as Python's ``round``.)
+
+    >>> study_plot_values([0.0, 0.25, 1.0], quantize=True)
+    array([ 1.,  4., 11.])
+    """
+    v = np.asarray(values, dtype=np.float64) * 10 + 1
+    return np.round(v) if quantize else v
+
+
+def colour_scale_limit(tables: Iterable[pd.DataFrame], n_layers: int) -> dict:
+    """Upper end of the study's layer colour scale (``determine_surf_layer_colorscale``).
+
+    Pools the per-voxel tables (the study pooled NH2015 and B2021), takes the most preferred layer
+    position (first on ties, as ``idxmax``) and the one after it (capped at ``n_layers``; the study
+    left it undefined there).
+
+    >>> t = pd.DataFrame({"pos": [1, 2, 2, 3]})
+    >>> colour_scale_limit([t], n_layers=4)
+    {'argmax_pos': 2, 'argmax_pos_plus1': 3, 'argmax_rel_pos': 0.3333333333333333, 'argmax_rel_pos_plus1': 0.6666666666666666}
+    """
+    counts = np.zeros(n_layers, dtype=np.int64)
+    for t in tables:
+        p = np.asarray(t["pos"], dtype=np.int64)
+        counts += np.bincount(p - 1, minlength=n_layers)[:n_layers]
+    a = int(np.argmax(counts)) + 1
+    a1 = min(a + 1, n_layers)
+    den = max(n_layers - 1, 1)
+    return {"argmax_pos": a, "argmax_pos_plus1": a1,
+            "argmax_rel_pos": (a - 1) / den, "argmax_rel_pos_plus1": (a1 - 1) / den}
+
+
+# --------------------------------------------------------------------------------------
+# .mat export
+# --------------------------------------------------------------------------------------
+def study_surface_folder(model: str, target: str, value: str = "pos", randnetw: bool = False,
+                         kind: str = "subj-argmax", metric: str = "median_r2_test_c") -> Path:
+    """The study's folder (below its SURFDIR) for one map's ``.mat`` files.
+
+    ``kind``: ``"subj-argmax"`` (per participant), ``"subj-median-argmax"`` (median subject), or
+    ``"subj-median-argmax-model-median"`` (median over models; the study's model name there is
+    ``all-good-models`` and its value ``rel_pos*10+1``).
+
+    >>> study_surface_folder("AST", "NH2015", "pos").as_posix()
+    'AST/TYPE=subj-argmax_METRIC=median_r2_test_c_PLOTVAL=pos_NH2015'
+    >>> study_surface_folder("all-good-models", "NH2015", "rel_pos*10+1", True,
+    ...                      kind="subj-median-argmax-model-median").as_posix()
+    'all-good-models_randnetw/TYPE=subj-median-argmax-model-median_METRIC=median_r2_test_c_PLOTVAL=rel_pos*10+1_NH2015'
+    """
+    kinds = ("subj-argmax", "subj-median-argmax", "subj-median-argmax-model-median")
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}")
+    return Path(f"{model}{'_randnetw' if randnetw else ''}") / f"TYPE={kind}_METRIC={metric}_PLOTVAL={value}_{target}"
+
+
+def export_surface_mat(table: pd.DataFrame, folder, value: str = "pos", model: str = "model",
+                       int_values: bool | None = None) -> list[Path]:
+    """Write the study's ``.mat`` files of one map (fields ``vals``, ``x_ras``, ``y_ras``).
+
+    Parameters
+    ----------
+    table : DataFrame
+        A per-voxel table (with ``subj_idx``; :func:`voxel_best_layer`): one file per participant
+        × hemisphere, ``<model>_<subj_idx>_<hemi>.mat`` (the study's ``dump_for_surface_writing``).
+        Or a per-coordinate table (with ``shared_by`` and no ``subj_idx``;
+        :func:`average_subject_surface`, :func:`average_model_surface`): one file per hemisphere,
+        ``<model>_subj-avg_<hemi>.mat`` (``dump_for_surface_writing_avg``).
+    folder : str or Path
+        Created if needed (see :func:`study_surface_folder` for the study's layout).
+    value : str
+        Column written as ``vals``.
+    model : str
+        First part of the file names.
+    int_values : bool, optional
+        Cast ``vals`` to int64 (truncation). Default as the study: no cast per participant, a cast
+        for averaged tables (so pass ``pos`` or :func:`study_plot_values` for those).
+
+    Returns
+    -------
+    list of Path
+        The files written. ``x_ras``/``y_ras`` are int64; all are 1-D (``loadmat`` reads them as
+        1 × n rows). Hemisphere names are written as text (``lh``/``rh``), as the study's MATLAB
+        script reads them from the last two characters of the name.
+
+    Examples
+    --------
+    >>> import tempfile, scipy.io
+    >>> t = pd.DataFrame({"voxel_id": [0, 1], "subj_idx": [1, 1], "hemi": [b"lh", b"lh"],
+    ...                   "x_ras": [-40.0, -38.0], "y_ras": [-20.0, -20.0], "pos": [2, 3]})
+    >>> [p.name for p in export_surface_mat(t, tempfile.mkdtemp(), model="AST")]
+    ['AST_1_lh.mat']
+    """
+    if value not in table.columns:
+        raise ValueError(f"table lacks column {value!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    import scipy.io
+    hemi = _hemi_text(table["hemi"].to_numpy())
+    x = _int_coords(table["x_ras"], "x_ras")
+    y = _int_coords(table["y_ras"], "y_ras")
+    vals = table[value].to_numpy()
+    written = []
+    if "subj_idx" in table.columns:
+        cast = bool(int_values) if int_values is not None else False
+        subj = table["subj_idx"].to_numpy()
+        groups = [(s, h) for s in pd.unique(subj) for h in HEMIS + tuple(sorted(set(hemi) - set(HEMIS)))]
+        for s, h in groups:
+            m = (subj == s) & (hemi == h)
+            if not m.any():
+                continue
+            written.append((folder / f"{model}_{_subject_label(s)}_{h}.mat", m))
+    elif _coord_table(table):
+        cast = bool(int_values) if int_values is not None else True
+        for h in HEMIS + tuple(sorted(set(hemi) - set(HEMIS))):
+            m = hemi == h
+            if m.any():
+                written.append((folder / f"{model}_subj-avg_{h}.mat", m))
+    else:
+        raise ValueError("table must be per voxel (with subj_idx) or per coordinate (with shared_by)")
+    out = []
+    for path, m in written:
+        v = vals[m]
+        v = np.trunc(np.asarray(v, dtype=np.float64)).astype(np.int64) if cast else np.asarray(v)
+        scipy.io.savemat(path, {"vals": v, "x_ras": x[m], "y_ras": y[m]})
+        out.append(path)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------
+def layer_histogram(table: pd.DataFrame, n_layers: int) -> np.ndarray:
+    """Voxel count per layer position (1 … n_layers) of a per-voxel table.
+
+    >>> layer_histogram(pd.DataFrame({"pos": [1, 3, 3]}), 4)
+    array([1, 0, 2, 0])
+    """
+    p = np.asarray(table["pos"], dtype=np.int64)
+    if p.size and (p.min() < 1 or p.max() > n_layers):
+        raise ValueError(f"pos outside 1..{n_layers}")
+    return np.bincount(p - 1, minlength=n_layers)
+
+
+def _new_figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path, dpi: int = 150) -> list[Path]:
+    """Save ``fig`` as ``<path>.png`` and ``<path>.pdf`` (a .png/.pdf suffix of ``path`` is replaced)."""
+    p = Path(path)
+    if p.suffix.lower() in (".png", ".pdf"):
+        p = p.with_suffix("")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    out = [p.with_name(p.name + ".png"), p.with_name(p.name + ".pdf")]
+    fig.savefig(out[0], dpi=dpi)
+    fig.savefig(out[1])
+    return out
+
+
+def _layer_colours(n: int):
+    from matplotlib import colormaps
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Sequence[str] | None = None,
+                     hemis: Sequence[str] = HEMIS, title: str | None = None, vmin=None, vmax=None,
+                     cbar_label: str | None = None, marker_size: float | None = None, path=None):
+    """Flat map of one value over ``x_ras``, ``y_ras``: one panel per hemisphere.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Per-coordinate (:func:`average_subject_surface`, :func:`average_model_surface`) or per-voxel
+        table (one participant's rows; several participants' voxels would overlap).
+    value : str
+        ``"pos"``: discrete colours, one per layer (``layer_names`` label the colour bar; a median
+        half-way between two layers is drawn as the lower one, as the study's int64 ``.mat`` files
+        hold it); ``"rel_pos"``: a sequential
+        map from 0 (first layer) to 1 (last); anything else (e.g. ``best_median_r2_test_c``): a
+        sequential map, limits ``vmin``/``vmax`` (default the data range).
+    layer_names : sequence of str, optional
+        Needed for ``value="pos"`` (their number fixes the colour scale).
+    hemis : sequence of str
+        Panels, left to right.
+    vmax : float, optional
+        For ``pos``: the last layer position with its own colour (the study capped the scale at the
+        layer after the most preferred one; :func:`colour_scale_limit`); deeper layers share it.
+    path : str or Path, optional
+        Save ``<path>.png`` and ``<path>.pdf``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"hemi": ["lh", "rh"], "coord_id": ["-40_-20", "42_-22"], "x_ras": [-40, 42],
+    ...                   "y_ras": [-20, -22], "shared_by": [3, 1], "pos": [1.0, 2.0]})
+    >>> fig = plot_surface_map(t, "pos", layer_names=["conv1", "conv2", "conv3"])
+    >>> len(fig.axes)   # two hemispheres and the colour bar
+    3
+    """
+    from matplotlib import colors as mcolors
+
+    hemi = _hemi_text(table["hemi"].to_numpy())
+    x = np.asarray(table["x_ras"], dtype=np.float64)
+    y = np.asarray(table["y_ras"], dtype=np.float64)
+    v = pd.to_numeric(table[value]).to_numpy(dtype=np.float64)
+    if value == "pos":
+        if layer_names is None:
+            raise ValueError("value='pos' needs layer_names")
+        n = len(layer_names)
+        top = n if vmax is None else int(vmax)
+        cols = _layer_colours(top)
+        cmap = mcolors.ListedColormap(cols)
+        norm = mcolors.BoundaryNorm(np.arange(0.5, top + 1.5), top)
+        v = np.minimum(np.trunc(v), top)  # a median between two layers: the lower, as the study's int64 .mat
+        label = cbar_label or "Preferred layer"
+    elif value == "rel_pos":
+        from matplotlib import colormaps
+        cmap = colormaps["viridis"]
+        norm = mcolors.Normalize(0.0 if vmin is None else vmin, 1.0 if vmax is None else vmax)
+        label = cbar_label or "Preferred layer, relative position\n(0 = first, 1 = last)"
+    else:
+        from matplotlib import colormaps
+        cmap = colormaps["inferno"]
+        finite = v[np.isfinite(v)]
+        lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+        hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+        norm = mcolors.Normalize(lo, hi if hi > lo else lo + 1e-9)
+        label = cbar_label or (R2C_LABEL + " at the best layer" if value == "best_median_r2_test_c" else value)
+    panels = [h for h in hemis]
+    fig = _new_figure((4.2 * len(panels) + 1.4, 4.4))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ms = marker_size if marker_size is not None else (14.0 if len(table) > 2000 else 30.0)
+    sc = None
+    for ax, h in zip(axes, panels):
+        m = hemi == h
+        if m.any():
+            sc = ax.scatter(x[m], y[m], c=v[m], cmap=cmap, norm=norm, s=ms, marker="s", linewidths=0)
+            pad = 3
+            ax.set_xlim(x[m].min() - pad, x[m].max() + pad)
+            ax.set_ylim(y[m].min() - pad, y[m].max() + pad)
+        else:
+            ax.text(0.5, 0.5, "no voxels", transform=ax.transAxes, ha="center", va="center")
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_title({"lh": "Left hemisphere", "rh": "Right hemisphere"}.get(h, h), fontsize=11)
+        ax.set_xlabel("x (flattened surface, mm)")
+        ax.set_ylabel("y (flattened surface, mm)")
+        ax.tick_params(labelsize=8)
+        ax.set_facecolor("#f2f2f2")
+    from matplotlib.cm import ScalarMappable
+    sm = sc if sc is not None else ScalarMappable(norm=norm, cmap=cmap)
+    cb = fig.colorbar(sm, ax=list(axes), shrink=0.85, pad=0.02)
+    cb.set_label(label, fontsize=10)
+    if value == "pos":
+        ticks = np.arange(1, top + 1)
+        cb.set_ticks(ticks)
+        names = [str(layer_names[i - 1]) for i in ticks]
+        if vmax is not None and top < n:
+            names[-1] = f"≥ {names[-1]}"
+        cb.set_ticklabels(names, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_best_r2_map(table: pd.DataFrame, hemis: Sequence[str] = HEMIS, title: str | None = None,
+                     vmin: float = 0.0, vmax: float = 1.0, path=None):
+    """Flat map of the clipped median noise-corrected r² at each voxel's best layer.
+
+    ``table`` needs ``best_median_r2_test_c`` (per voxel, or per coordinate after
+    :func:`average_subject_surface` with ``value="best_median_r2_test_c"``).
+
+    >>> t = pd.DataFrame({"hemi": ["lh"], "x_ras": [-40], "y_ras": [-20], "best_median_r2_test_c": [0.4]})
+    >>> len(plot_best_r2_map(t).axes)
+    3
+    """
+    return plot_surface_map(table, "best_median_r2_test_c", hemis=hemis, title=title, vmin=vmin,
+                            vmax=vmax, path=path)
+
+
+def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: int = 3, path=None):
+    """Preferred-layer histogram (voxel count per layer), one panel per model.
+
+    Parameters
+    ----------
+    tables : DataFrame or mapping of model name -> DataFrame
+        Per-voxel tables (:func:`voxel_best_layer`; only ``pos`` is read). A histogram table
+        (``pos`` counts) is small, so for many models pass one table at a time or
+        ``{model: table[["pos"]]}``.
+    layer_names : sequence of str, or mapping of model name -> sequence of str
+        Tick labels (layers in order).
+    path : str or Path, optional
+        Save ``<path>.png`` and ``<path>.pdf``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_layer_histogram({"A": pd.DataFrame({"pos": [1, 2, 2]})}, ["conv1", "conv2"])
+    >>> fig.axes[0].get_ylabel()
+    'Voxel count'
+    """
+    if isinstance(tables, pd.DataFrame):
+        tables = {"": tables}
+    items = list(tables.items())
+    n = len(items)
+    nc = min(ncols, n)
+    nr = int(np.ceil(n / nc))
+    fig = _new_figure((4.2 * nc, 3.6 * nr + 0.4))
+    axes = fig.subplots(nr, nc, squeeze=False).ravel()
+    for ax, (model, t) in zip(axes, items):
+        names = layer_names[model] if isinstance(layer_names, Mapping) else layer_names
+        L = len(names)
+        counts = layer_histogram(t, L)
+        ax.bar(np.arange(1, L + 1), counts, color=_layer_colours(L), width=0.85)
+        ax.set_xticks(np.arange(1, L + 1))
+        ax.set_xticklabels([str(s) for s in names], rotation=60, ha="right", fontsize=8)
+        ax.set_xlim(0.4, L + 0.6)
+        ax.set_xlabel("Preferred layer")
+        ax.set_ylabel("Voxel count")
+        ax.set_title(f"{model} (n = {int(counts.sum())} voxels)" if model else f"n = {int(counts.sum())} voxels",
+                     fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
