@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
+from . import constants as _c
 from .registry import ModelSpec, Registry, load_registry
 
 __all__ = [
@@ -67,14 +68,14 @@ __all__ = [
     "available_models",
 ]
 
-#: Number of sounds of the NH2015 set; every X and Y has this many rows.
-N_STIMULI = 165
-#: Repetitions per voxel kept in the neural data.
-N_REPETITIONS = 3
-#: Neural targets understood by :func:`load_neural`.
-NEURAL_TARGETS = ("NH2015", "B2021", "NH2015comp")
-#: Anatomical ROI labels of ``roi_label_general`` (voxels outside them are NaN).
-ROI_LABELS = ("Primary", "Anterior", "Lateral", "Posterior")
+# The study's constants (fastenc.constants), under the names this module has always exported:
+#: number of sounds of the NH2015 set (every X and Y has this many rows); repetitions per voxel
+#: kept in the neural data; the targets :func:`load_neural` understands; the anatomical ROI
+#: labels of ``roi_label_general`` (voxels outside them are NaN).
+N_STIMULI = _c.N_STIMULI
+N_REPETITIONS = _c.N_REPS
+NEURAL_TARGETS = _c.TARGETS
+ROI_LABELS = _c.ROI_ORDER
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,20 +6,17 @@ which derives every split of a layer from one Gram matrix of all stimuli.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
 
-import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ._core.ridge import loo_ridge_block_range
+from ._threads import thread_limits  # noqa: F401  (re-exported: fastenc.ridge.thread_limits callers)
+from ._validation import as_numeric_2d, check_finite
+from .constants import STUDY_ALPHAS
 
 __all__ = ["STUDY_ALPHAS", "ridge_cv", "RidgeCVResult", "study_alphas"]
-
-#: The study's grid: 10**x for x = 49, 48, ..., -50 (100 values, descending).
-STUDY_ALPHAS = 10.0 ** np.arange(49, -51, -1, dtype=np.float64)
 
 # Default targets per kernel block: small enough that a block's scratch (about five
 # block x 83 float64 matrices) stays in a 1 MiB L2 cache.
@@ -227,21 +224,6 @@ def loo_factors(Q: np.ndarray, grp: AlphaGroups) -> LooFactors:
     return LooFactors(q=q, Tri=Tri, Perm=Perm, Dd=Dd, Do=Do)
 
 
-@contextlib.contextmanager
-def thread_limits(n_threads: int | None):
-    """Run Numba kernels on ``n_threads`` threads with BLAS held single-threaded inside."""
-    old = numba.get_num_threads()
-    if n_threads is not None:
-        if n_threads < 1:
-            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-        numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        numba.set_num_threads(old)
-
-
 def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_intercept=True,
                   block=DEFAULT_BLOCK, chunk=None, start=0, stop=None, per=1):
     """Exact-LOO alpha selection and prediction for targets ``Yt[start:stop]``, one split.
@@ -296,15 +278,8 @@ def run_loo_ridge(Yt, train_idx, factors: SplitFactors, alphas, Pt=None, add_int
 
 
 def as_2d_float(name, A, allow_1d=True):
-    """Validate a numeric array: 2-D (or 1-D if allowed), float32/float64 → float64 copy-free."""
-    A = np.asarray(A)
-    if A.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be numeric, got dtype {A.dtype}")
-    if A.ndim == 1 and allow_1d:
-        A = A[:, None]
-    if A.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples x columns), got shape {A.shape}")
-    return A
+    """Deprecated spelling of :func:`fastenc._validation.as_numeric_2d` (argument order kept)."""
+    return as_numeric_2d(A, name, allow_1d)
 
 
 @dataclass
@@ -336,7 +311,7 @@ class RidgeCVResult:
 
     def predict(self, X_new):
         """Predictions ``(X_new - x_mean) @ coef_ + intercept_`` without forming ``coef_``."""
-        Xn = as_2d_float("X_new", X_new, allow_1d=False)
+        Xn = as_numeric_2d(X_new, "X_new", allow_1d=False)
         if Xn.shape[1] != self.X_centered_.shape[1]:
             raise ValueError(f"X_new has {Xn.shape[1]} features, the fit had {self.X_centered_.shape[1]}")
         K = (Xn.astype(np.float64) - self.X_mean_) @ self.X_centered_.T
@@ -392,19 +367,15 @@ def ridge_cv(X, Y, alphas=None, n_threads=None, block=DEFAULT_BLOCK, max_memory_
     >>> fit.alpha_.shape, fit.predict(X[:5]).shape
     ((3,), (5, 3))
     """
-    X = as_2d_float("X", X, allow_1d=False)
+    X = as_numeric_2d(X, "X", allow_1d=False)
     squeeze = np.ndim(Y) == 1
-    Y = as_2d_float("Y", Y)
+    Y = as_numeric_2d(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}: rows must be the same samples")
     if X.shape[0] < 3:
         raise ValueError(f"need at least 3 samples for leave-one-out, got {X.shape[0]}")
-    if not np.all(np.isfinite(X)):
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"X contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
-    if not np.all(np.isfinite(Y)):
-        bad = np.argwhere(~np.isfinite(Y))[0]
-        raise ValueError(f"Y contains NaN or inf (first at row {bad[0]}, target {bad[1]})")
+    check_finite(X, "X")
+    check_finite(Y, "Y", col="target")
     alphas = check_alphas(alphas)
     n = X.shape[0]
     x_mean = X.mean(axis=0, dtype=np.float64)

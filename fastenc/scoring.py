@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 
 from ._core.stats import split_scores, train_reliability
-from .ridge import DEFAULT_BLOCK, as_2d_float, check_alphas, run_loo_ridge, split_factors, thread_limits
-from .splits import seed_splits
+from ._threads import thread_limits
+from ._validation import as_numeric_2d, check_finite, train_masks
+from .constants import N_TEST, N_TRAIN, RV_FLOOR, RV_HAT_FLOOR
+from .ridge import DEFAULT_BLOCK, check_alphas, run_loo_ridge, split_factors
 
 __all__ = ["score_layer", "LayerScores", "prepare_targets", "Targets", "RV_FLOOR", "RV_HAT_FLOOR",
            "critical_r", "MAX_TRAIN"]
 
-#: Floor of the Spearman–Brown-corrected train-data reliability (one-tailed p < .05, n = 83).
-RV_FLOOR = 0.182
-#: Floor of the corrected reliability of the test predictions (one-tailed p < .05, n = 82).
-RV_HAT_FLOOR = 0.183
+# RV_FLOOR / RV_HAT_FLOOR (0.182 / 0.183): floors of the Spearman–Brown-corrected reliabilities of
+# the data (train sounds, n = 83) and of the test predictions (n = 82): fastenc.constants (§4).
 #: Largest train set of the sample-space engine: its memory grows as n_train**2 per alpha group.
 MAX_TRAIN = 4096
 
@@ -49,7 +49,7 @@ def critical_r(n: int, p: float = 0.05) -> float:
 def _floors(n_train, n_test, rv_floor, rv_hat_floor):
     """Reliability floors of one split: given values, or ``None`` → the study's rounded
     constants for its 83/82 split sizes and the exact critical r for any other sizes."""
-    study = (n_train, n_test) == (83, 82)
+    study = (n_train, n_test) == (N_TRAIN, N_TEST)
     f = rv_floor if rv_floor is not None else (RV_FLOOR if study else critical_r(n_train))
     fh = rv_hat_floor if rv_hat_floor is not None else (RV_HAT_FLOOR if study else critical_r(n_test))
     return float(f), float(fh)
@@ -191,30 +191,9 @@ class LayerScores:
 
 
 def _check_splits(splits, n_stimuli):
-    if splits is None:
-        if n_stimuli != 165:
-            raise ValueError(f"default splits are the study's (165 stimuli); got {n_stimuli} stimuli: pass splits")
-        return seed_splits()
-    if not isinstance(splits, np.ndarray) or splits.dtype != bool:
-        try:  # train indices per split (a list of index arrays, or a 2-D integer array)
-            idx = [np.asarray(t) for t in splits]
-            if idx and all(t.ndim == 1 and t.dtype.kind in "iu" for t in idx):
-                if any(t.size and (t.min() < 0 or t.max() >= n_stimuli) for t in idx):
-                    raise ValueError(f"split train indices out of range for {n_stimuli} stimuli")
-                S = np.zeros((len(idx), n_stimuli), dtype=bool)
-                for k, t in enumerate(idx):
-                    S[k, t] = True
-                splits = S
-        except TypeError:
-            pass
-    S = np.asarray(splits)
-    if S.dtype != bool or S.ndim != 2 or S.shape[1] != n_stimuli:
-        raise ValueError(f"splits must be a boolean (n_splits, {n_stimuli}) train mask array, got "
-                         f"{S.dtype} {S.shape}")
-    n_tr = S.sum(axis=1)
-    if np.any(n_tr < 3) or np.any(n_stimuli - n_tr < 2):
-        raise ValueError("every split needs >= 3 train and >= 2 test stimuli")
-    return S
+    """Train masks (:func:`fastenc._validation.train_masks`): >= 3 train stimuli (leave-one-out)
+    and >= 2 test stimuli (a test correlation) per split."""
+    return train_masks(splits, n_stimuli, min_train=3, min_test=2, what="stimuli")
 
 
 def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="raise",
@@ -258,14 +237,12 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
     >>> s.r2_test_c.shape
     (20, 10)
     """
-    X = as_2d_float("X", X, allow_1d=False)
+    X = as_numeric_2d(X, "X", allow_1d=False)
     targets = Y if isinstance(Y, Targets) else prepare_targets(Y, nan_policy=nan_policy)
     N = targets.n_stimuli
     if X.shape[0] != N:
         raise ValueError(f"X has {X.shape[0]} rows (stimuli) but Y has {N}: both must be in the same stimulus order")
-    if not np.all(np.isfinite(X)):
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"X contains NaN or inf (first at stimulus {bad[0]}, unit {bad[1]})")
+    check_finite(X, "X", row="stimulus", col="unit")
     S = _check_splits(splits, N)
     n_train_max = int(S.sum(axis=1).max())
     if n_train_max > MAX_TRAIN:

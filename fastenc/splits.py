@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .constants import N_SPLITS, N_STIMULI, N_TRAIN, SPLIT_SEED
+
 __all__ = ["seed_splits", "kfold_splits", "shuffle_splits", "group_splits"]
 
 
-def seed_splits(n_stimuli: int = 165, n_train: int = 83, n_splits: int = 10, seed: int = 0) -> np.ndarray:
+def seed_splits(n_stimuli: int = N_STIMULI, n_train: int = N_TRAIN, n_splits: int = N_SPLITS,
+                seed: int = SPLIT_SEED) -> np.ndarray:
     """Boolean train masks of the study's cross-validation splits.
 
     Parameters

@@ -1,8 +1,10 @@
 """Tests of fastenc.registry: shipped registry, model sets, user manifests."""
 import json
+from pathlib import Path
 
 import pytest
 
+from fastenc import constants
 from fastenc.registry import (MANIFEST_FILENAME, SHIPPED_LAYER_KEYS, ModelSpec, load_registry,
                               read_manifest, resolve_models)
 
@@ -32,6 +34,15 @@ def test_model_queries(registry):
     assert not registry.has_randnetw("spectemp") and registry.has_randnetw("AST")
     assert registry.sound_category_order == ("Music", "Song", "EngSpeech", "ForSpeech", "HumVoc", "AniVoc",
                                              "HumNonVoc", "AniNonVoc", "Nature", "Mechanical", "EnvSound")
+
+
+def test_registry_agrees_with_constants(registry):
+    """One home per constant: the shipped registry's category order and spectrotemporal model are
+    the ones fastenc.constants gives the RSA and the analyses (rsa.py does not read the JSON)."""
+    assert registry.sound_category_order == constants.CATEGORY_ORDER
+    assert constants.SPECTEMP in registry.model_names() and not registry.has_randnetw(constants.SPECTEMP)
+    raw = json.loads((Path(constants.__file__).parent / "data" / "model_registry.json").read_text())
+    assert tuple(raw["sound_category_order"]) == constants.CATEGORY_ORDER
 
 
 def test_unknown_model_suggests_close_match(registry):
