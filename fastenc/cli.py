@@ -61,7 +61,7 @@ def _common(p):
 def _client(args):
     if not args.scheduler and not args.cluster:
         return None, None
-    from .distributed import make_client
+    from .study.executors import make_client
     return make_client(scheduler=args.scheduler, cluster=args.cluster, threads_per_worker=args.threads)
 
 
@@ -86,12 +86,12 @@ def check_out_folder(path: Path, option: str = "--out") -> Path:
 
 def _data_dir(args):
     """The data root of ``args`` (the demo, built if missing, when ``--data-dir`` is not given)."""
-    from . import pipeline
+    from .study.plan import check_data_root, default_demo_dir
     data_dir = args.data_dir
     if data_dir is None:
         from .datasets import make_demo
-        data_dir = make_demo(pipeline.default_demo_dir())
-    return pipeline.check_data_root(data_dir)
+        data_dir = make_demo(default_demo_dir())
+    return check_data_root(data_dir)
 
 
 def list_models(data_dir, manifest=None, show_all: bool = False, file=None) -> None:
@@ -168,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--out", type=Path, default=None, help="folder (default: ~/.cache/fastenc/demo)")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--overwrite", action="store_true")
+    from .extract import add_parser as _add_extract_parser  # torch is imported only when extracting
+    _add_extract_parser(sub)
     return parser
 
 
@@ -180,12 +182,16 @@ def _hint(message: str) -> str:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
 
-    from . import pipeline
+    from . import study
+    from .study.plan import default_demo_dir
 
     try:
+        if args.command == "extract":
+            from .extract import main as _extract_main
+            return _extract_main(args)
         if args.command == "demo":
             from .datasets import make_demo
-            out = check_out_folder(args.out or pipeline.default_demo_dir())
+            out = check_out_folder(args.out or default_demo_dir())
             print(make_demo(out, seed=args.seed, overwrite=args.overwrite))
             return 0
         if args.command == "models":
@@ -197,14 +203,14 @@ def main(argv=None) -> int:
             if args.command == "regress":
                 data_dir = _data_dir(args)
                 from .registry import load_registry
-                df = pipeline.run_regression(data_dir, args.out, models=args.models, targets=args.targets,
+                df = study.run_regression(data_dir, args.out, models=args.models, targets=args.targets,
                                              n_threads=args.threads, overwrite=args.overwrite,
                                              progress=not args.quiet, client=client,
                                              registry=load_registry(data_dir, manifest=args.manifest),
                                              nan_policy=args.nan_policy)
                 print(df.groupby(["target", "status"]).size().to_string())
                 return 0
-            tables = pipeline.run_all(args.data_dir, args.out, models=args.models, targets=args.targets,
+            results = study.run_all(args.data_dir, args.out, models=args.models, targets=args.targets,
                                       n_threads=args.threads, overwrite=args.overwrite,
                                       progress=not args.quiet, client=client, rsa=not args.no_rsa,
                                       figures=not args.no_figures, rsa_corrected=args.rsa_corrected,
@@ -214,28 +220,27 @@ def main(argv=None) -> int:
                 client.close()
             if cluster is not None:
                 cluster.close()
-        _print_summary(tables)
+        _print_summary(results)
         return 0
     except (CLIError, FileNotFoundError, ValueError, OSError) as e:
         print(f"fastenc: error: {_hint(str(e))}", file=sys.stderr)
         return 2
 
 
-def _print_summary(tables):
+def _print_summary(results):
+    """The headline tables of a run (:class:`fastenc.study.StudyResults`) on stdout."""
     import pandas as pd
     with pd.option_context("display.width", 120, "display.max_rows", 80):
-        for key in sorted(tables):
-            if key.startswith("across-models_") and "NH2015comp" not in key:
-                df = tables[key]
-                print(f"\n{key}: median noise-corrected R², best layer on independent splits")
-                print(df[["display_name", "randnetw", "median_r2_test_c_mean", "median_r2_test_c_yerr"]]
-                      .round(3).to_string(index=False))
-            if key.startswith("rsa_across-models_"):
-                df = tables[key]
-                df = df[df["roi"] == "All"]
-                print(f"\n{key} (all voxels): Spearman, best layer on independent splits")
-                print(df[["display_name", "randnetw", "rsa_mean", "rsa_yerr", "noise_ceiling"]]
-                      .round(3).to_string(index=False))
+        for t, reg in sorted(results.regression.items()):
+            print(f"\nacross-models_{t}: median noise-corrected R², best layer on independent splits")
+            print(reg.across_models[["display_name", "randnetw", "median_r2_test_c_mean", "median_r2_test_c_yerr"]]
+                  .round(3).to_string(index=False))
+        for t, r in sorted(results.rsa.items()):
+            df = r.across_models
+            df = df[df["roi"] == "All"]
+            print(f"\nrsa_across-models_{t} (all voxels): Spearman, best layer on independent splits")
+            print(df[["display_name", "randnetw", "rsa_mean", "rsa_yerr", "noise_ceiling"]]
+                  .round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -146,3 +146,55 @@ def test_nan_policy(demo, tmp_path, capsys):
         main([*map(str, args), "--out", str(tmp_path / "x"), "--nan-policy", "ignore"])
     assert info.value.code == 2
     assert "invalid choice: 'ignore'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# run-all, demo and bad input, in process (no Dask needed)
+# ---------------------------------------------------------------------------------------------
+def test_run_all_prints_the_headline_tables_of_the_csvs(demo, tmp_path, capsys):
+    import pandas as pd
+    out_dir = tmp_path / "out"
+    rc, out, err = run(["run-all", "--data-dir", demo, "--out", out_dir, "--models", "spectemp", "DemoCNN",
+                        "--targets", "NH2015", "--no-figures"], capsys)
+    assert rc == 0 and "Traceback" not in err
+    # a log, not a terminal: one progress line per ~10 % of a stage, the phases named
+    assert len([line for line in err.splitlines() if line.startswith("regression [")]) <= 10
+    assert "fastenc: preparing RSA" in err and "fastenc: run-all finished" in err
+    assert "fastenc: drawing figures" not in err
+    # the printed table is the CSV's, rounded
+    csv = pd.read_csv(out_dir / "across-models_NH2015.csv")
+    block = out.split("across-models_NH2015: ")[1].split("\n\n")[0].splitlines()[2:]
+    printed = [(line.split()[-3], float(line.split()[-2])) for line in block]
+    assert printed == [(str(r), round(v, 3)) for r, v in zip(csv["randnetw"], csv["median_r2_test_c_mean"])]
+    rsa = pd.read_csv(out_dir / "rsa_across-models_NH2015.csv")
+    rsa_all = rsa[rsa["roi"] == "All"]
+    block = out.split("rsa_across-models_NH2015 (all voxels)")[1].strip().splitlines()[2:]
+    assert [float(line.split()[-3]) for line in block] == [round(v, 3) for v in rsa_all["rsa_mean"]]
+    # a second run reuses every unit
+    rc, _, err = run(["run-all", "--data-dir", demo, "--out", out_dir, "--models", "spectemp", "DemoCNN",
+                      "--targets", "NH2015", "--no-figures", "--no-rsa"], capsys)
+    assert rc == 0 and "(0 units computed, of which 0 recomputed because inputs changed, 13 reused)" in err
+
+
+def test_demo_command_writes_a_data_root(tmp_path, capsys):
+    from fastenc.io import load_stimuli
+    rc, out, _ = run(["demo", "--out", tmp_path / "d"], capsys)
+    assert rc == 0 and out.strip() == str(tmp_path / "d")
+    assert len(load_stimuli(tmp_path / "d")) == 165
+    assert (tmp_path / "d" / "model_actv").is_dir()
+    rc, out, _ = run(["demo", "--out", tmp_path / "d"], capsys)       # complete: returned as is
+    assert rc == 0 and out.strip() == str(tmp_path / "d")
+
+
+def test_run_all_bad_input_exit_code(demo, tmp_path, capsys):
+    rc, _, err = run(["run-all", "--data-dir", tmp_path / "nowhere", "--out", tmp_path / "o", "--quiet"], capsys)
+    assert rc == 2 and "is not a data root" in _one_error_line(err)
+    data = tmp_path / "data"
+    shutil.copytree(demo, data)
+    (data / "data/neural/NH2015/voxel_features_array.npy").write_bytes(b"not an array")
+    rc, _, err = run(["run-all", "--data-dir", data, "--out", tmp_path / "o", "--quiet", "--targets", "NH2015",
+                      "--models", "spectemp"], capsys)
+    assert rc == 2 and "voxel_features_array.npy" in _one_error_line(err)
+    rc, _, err = run(["run-all", "--data-dir", demo, "--out", tmp_path / "o", "--quiet", "--models", "NoSuchNet"],
+                     capsys)
+    assert rc == 2 and "NoSuchNet" in _one_error_line(err)

@@ -23,7 +23,7 @@ pytest.importorskip("distributed")
 
 from fastenc import pipeline  # noqa: E402
 from fastenc.datasets import make_demo  # noqa: E402
-from fastenc.distributed import make_client  # noqa: E402
+from fastenc.study.executors import make_client  # noqa: E402
 from fastenc.store import ResultStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def test_unreachable_scheduler_is_a_clear_oserror():
 
 
 def test_dask_not_imported_without_cluster_options(demo, tmp_path):
-    code = ("import sys, fastenc, fastenc.cli, fastenc.pipeline, fastenc.analysis_stage\n"
+    code = ("import sys, fastenc, fastenc.cli, fastenc.study, fastenc.pipeline, fastenc.analysis_stage\n"
             f"fastenc.cli.main(['regress', '--data-dir', {str(demo)!r}, '--out', {str(tmp_path)!r}, "
             "'--models', 'spectemp', '--targets', 'NH2015comp', '--quiet'])\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"

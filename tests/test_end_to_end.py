@@ -5,7 +5,7 @@ import pytest
 
 import fastenc
 from fastenc.datasets import make_demo
-from fastenc.pipeline import run_all
+from fastenc import run_all
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,14 @@ DEMO_POOL = "DemoCNN;DemoTransformer"
 
 
 def test_outputs_written(study):
-    _, out, _ = study
+    import matplotlib.pyplot as plt
+    _, out, results = study
+    drawn = set(results.figures)
+    assert drawn == set((out / "figures").glob("*.png"))
+    assert len(drawn) == 2 * 8 + 1                    # 8 per neural target + the components
+    assert set(results.tables) == {p.stem for p in out.glob("*.csv")}   # every table by its file name
+    pd.testing.assert_frame_equal(results.tables["across-models_NH2015"], pd.read_csv(out / "across-models_NH2015.csv"),
+                                  check_exact=False, rtol=1e-15)
     for t in ("NH2015", "B2021"):
         df = pd.read_csv(out / f"across-models_{t}.csv")
         assert {"source_model", "randnetw", "median_r2_test_c_mean", "median_r2_test_c_yerr",
@@ -52,7 +59,10 @@ def test_outputs_written(study):
             assert {("Anterior", "Lateral"), ("Lateral", "Posterior")} <= set(zip(w["roi_1"], w["roi_2"]))
         for fig in ("across-models", "across-layers", "best-layer-roi", "best-layer-roi_randnetw",
                     "rsa_across-models", "rsa_roi-matrices", "rsa_best-layer-roi", "rsa_best-layer-roi_randnetw"):
-            assert (out / "figures" / f"{fig}_{t}.png").stat().st_size > 10_000
+            png = out / "figures" / f"{fig}_{t}.png"
+            assert png in drawn and png.with_suffix(".pdf").is_file()
+            img = plt.imread(png)
+            assert img.ndim == 3 and min(img.shape[:2]) >= 200 and img[..., :3].std() > 0.05  # not blank
     comp = pd.read_csv(out / "across-models_NH2015comp.csv")
     assert {"median_r2_test_mean", "median_r2_test_yerr"} <= set(comp.columns)
 
@@ -60,7 +70,7 @@ def test_outputs_written(study):
 @pytest.mark.parametrize("target", ["NH2015", "B2021"])
 def test_trained_beat_spectemp_beat_permuted(study, target):
     _, _, tables = study
-    df = tables[f"across-models_{target}"].set_index(["source_model", "randnetw"])["median_r2_test_c_mean"]
+    df = tables.regression[target].across_models.set_index(["source_model", "randnetw"])["median_r2_test_c_mean"]
     st = df[("spectemp", False)]
     for m in ("DemoCNN", "DemoTransformer"):
         assert df[(m, False)] > st > df[(m, True)]
@@ -128,7 +138,7 @@ def test_rsa_roi_vs_roi_is_mean_of_participant_values(study):
 
 def test_rsa_trained_beats_permuted_and_stays_below_ceiling(study):
     _, out, tables = study
-    df = tables["rsa_across-models_NH2015"]
+    df = tables.rsa["NH2015"].across_models
     allv = df[df["roi"] == "All"].set_index(["source_model", "randnetw"])
     for m in ("DemoCNN", "DemoTransformer"):
         assert allv.loc[(m, False), "rsa_mean"] > allv.loc[(m, True), "rsa_mean"]
@@ -142,7 +152,7 @@ def test_rsa_trained_beats_permuted_and_stays_below_ceiling(study):
 
 def test_component_scores_follow_planted_depth(study):
     _, _, tables = study
-    comp = tables["across-models_NH2015comp"]
+    comp = tables.components["NH2015comp"].across_models
     cnn = comp[(comp["source_model"] == "DemoCNN") & ~comp["randnetw"]].set_index("component")
     assert cnn.loc["lowfreq", "best_layer"] in ("conv1", "conv2")
     assert cnn.loc["speech", "best_layer"] in ("conv4", "conv5", "fc")
@@ -161,14 +171,14 @@ def test_stored_unit_matches_score_layer(study):
 def test_second_run_reuses_everything(study):
     data, out, _ = study
     tables = run_all(data, out, progress=False, figures=False, rsa=False)
-    assert (tables["regression_units"]["status"] == "skipped").all()
+    assert (tables.regression_units["status"] == "skipped").all()
 
 
 def test_rsa_corrected_option(study):
     data, out, tables = study
     corr = run_all(data, out, progress=False, figures=False, rsa_corrected=True)
-    quirk = tables["rsa_across-models_NH2015"].set_index(["source_model", "randnetw", "roi"])
-    fixed = corr["rsa_across-models_NH2015"].set_index(["source_model", "randnetw", "roi"])
+    quirk = tables.rsa["NH2015"].across_models.set_index(["source_model", "randnetw", "roi"])
+    fixed = corr.rsa["NH2015"].across_models.set_index(["source_model", "randnetw", "roi"])
     # same model scores; Spearman ceiling instead of Pearson; SEM over participants, not models
     np.testing.assert_allclose(fixed["rsa_mean"], quirk.loc[fixed.index, "rsa_mean"])
     assert not np.allclose(fixed["noise_ceiling"], quirk.loc[fixed.index, "noise_ceiling"])
@@ -176,8 +186,8 @@ def test_rsa_corrected_option(study):
     # RSA best layer per ROI: same positions; error over participants (sqrt(8 - 1)) instead of
     # over models (sqrt(2 - 1), the study's quirk)
     key = ["source_model", "randnetw", "roi"]
-    q = tables["rsa_best-layer-roi_NH2015"].set_index(key)
-    c = corr["rsa_best-layer-roi_NH2015"].set_index(key).loc[q.index]
+    q = tables.rsa["NH2015"].best_layer_roi.set_index(key)
+    c = corr.rsa["NH2015"].best_layer_roi.set_index(key).loc[q.index]
     np.testing.assert_allclose(c["rel_pos_mean"], q["rel_pos_mean"])
     np.testing.assert_allclose(c["rel_pos_yerr"] * np.sqrt(8 - 1), q["rel_pos_yerr"] * np.sqrt(2 - 1), atol=1e-12)
 
@@ -188,9 +198,11 @@ def test_model_comparisons_report_resample_p_values(study):
         df = pd.read_csv(out / name)
         assert {"model_1", "model_2", "p_value", "p_value_study", "n_resamples"} <= set(df.columns), name
         assert (df["n_resamples"] == 10000).all()
-        # never 0: (k + 1) / (N + 1); the study's raw fraction beside it
-        assert (df["p_value"] >= 1 / 10001).all() and (df["p_value"] <= 1).all()
-        assert df["p_value_study"].between(0, 1).all() and (df["p_value_study"] <= df["p_value"]).all()
+        # never 0: (k + 1) / (N + 1) for k resamples at least as extreme; the study's k / N beside it
+        k = df["p_value"].to_numpy() * 10001 - 1
+        np.testing.assert_allclose(k, np.round(k), atol=1e-6)
+        assert (np.round(k) >= 0).all() and (np.round(k) <= 10000).all()
+        np.testing.assert_allclose(df["p_value_study"], np.round(k) / 10000, atol=1e-12)
         tvp = df[df["comparison"] == "trained vs permuted"]
         assert len(tvp) and (tvp["p_value"] == 1 / 10001).all() and (tvp["p_value_study"] == 0).all()
     comp = pd.read_csv(out / "model-comparisons_NH2015comp.csv")
@@ -203,7 +215,7 @@ def test_missing_target_folder_and_single_model(tmp_path):
     shutil.rmtree(root / "data" / "neural" / "B2021")
     tables = run_all(root, tmp_path / "out", models=["spectemp"], progress=False, figures=False)
     assert "across-models_B2021" not in tables  # default targets: those present
-    df = tables["across-models_NH2015"]
+    df = tables.regression["NH2015"].across_models
     assert df["source_model"].tolist() == ["spectemp"] and df["median_r2_test_c_mean"].iloc[0] > 0
     with pytest.raises(FileNotFoundError, match="B2021"):
         run_all(root, tmp_path / "out", models=["spectemp"], targets=["B2021"], progress=False)

@@ -223,10 +223,10 @@ def test_empty_roi_is_documented_behaviour(case):
     with pytest.warns(UserWarning, match=r"no voxel in ROI\(s\) \['Primary'\]"):
         tables = pipeline.run_all(data, out, models=["DemoCNN"], targets=["NH2015"], progress=False,
                                   figures=False)
-    roi = tables["best-layer-roi_NH2015"]
+    roi = tables.regression["NH2015"].best_layer_roi
     primary = roi["roi"] == "Primary"
     assert primary.any() and roi.loc[primary, "rel_pos_mean"].isna().all()
     assert set(roi.loc[~primary, "roi"]) == {"Anterior", "Lateral", "Posterior"}
     assert roi.loc[~primary, "rel_pos_mean"].notna().all()
-    assert "Primary" not in set(tables["rsa_across-models_NH2015"]["roi"])
-    assert {"All", "Lateral"} <= set(tables["rsa_across-models_NH2015"]["roi"])
+    assert "Primary" not in set(tables.rsa["NH2015"].across_models["roi"])
+    assert {"All", "Lateral"} <= set(tables.rsa["NH2015"].across_models["roi"])

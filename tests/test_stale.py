@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from fastenc import pipeline, store
+from fastenc import pipeline
+from fastenc.study import store
 from fastenc.cli import main as cli_main
 from fastenc.datasets import make_demo
 from fastenc.io import load_neural, load_stimuli

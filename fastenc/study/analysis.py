@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import analysis as an
-from ..constants import COMPONENT_TARGET, ROI_ORDER, SPECTEMP
+from ..constants import COMPONENT_TARGET, N_RESAMPLES, ROI_ORDER, SPECTEMP
 from ..registry import resolve_models
 from .results import ComponentTables, RegressionTables
 from .store import StudyStore
@@ -208,10 +208,10 @@ def _comparisons(long: pd.DataFrame, registry) -> pd.DataFrame:
     by = {(m, bool(r)): g.sort_values("subj_idx")["score"].to_numpy()
           for (m, r), g in long.groupby(["model", "randnetw"])}
     for family, a, b in comparison_pairs(list(by), registry):
-        res = an.bootstrap_model_comparison(by[a], by[b], n_boot=10000, seed=0)
+        res = an.bootstrap_model_comparison(by[a], by[b], n_boot=N_RESAMPLES, seed=0)
         rows.append({"comparison": family, "model_1": a[0], "model_1_randnetw": a[1],
                      "model_2": b[0], "model_2_randnetw": b[1],
-                     "mean_1": res.mean_1, "mean_2": res.mean_2, "p_value": res.p_value,
+                     "mean_1": res.reference, "mean_2": res.statistic, "p_value": res.p_value,
                      "p_value_study": res.p_value_study, "n_resamples": res.n_resamples,
                      "test": "subject bootstrap of model 2, one-sided"})
     return pd.DataFrame(rows)
@@ -247,10 +247,10 @@ def _components(store, out, bundle, work, registry, progress) -> ComponentTables
     comp_rows = []
     for family, a, b in comparison_pairs(list(iters), registry):
         for comp, v1 in iters[a].items():
-            r = an.permutation_component_comparison(v1, iters[b][comp], n_perm=10000, seed=0)
+            r = an.permutation_component_comparison(v1, iters[b][comp], n_permutations=N_RESAMPLES, seed=0)
             comp_rows.append({"comparison": family, "model_1": a[0], "model_1_randnetw": a[1],
                               "model_2": b[0], "model_2_randnetw": b[1], "component": comp,
-                              "difference": r.observed, "p_value": r.p_value,
+                              "difference": r.statistic, "p_value": r.p_value,
                               "p_value_study": r.p_value_study, "n_resamples": r.n_resamples,
                               "test": "permutation of the pooled iteration scores, one-sided"})
     if comp_rows:

@@ -18,7 +18,8 @@ from .. import analysis as an
 from .. import rsa
 from ..constants import ROI_ORDER, RSA_ROIS, SPECTEMP
 from ..io import open_model
-from ..ridge import thread_limits
+from .._threads import thread_limits
+from ..stats import within_subject_sem
 from .analysis import FIG_ACROSS_MODELS, FIG_ROI, baseline, model_pool, roi_tables
 from .regression import version_tag
 from .results import RSATables
@@ -240,7 +241,7 @@ def _study_rsa_sem(d, summ) -> np.ndarray:
         panel = d[d["model"].isin(cols) & ((d["randnetw"] == rn) | ((d["model"] == SPECTEMP) & ~d["randnetw"]))]
         wide = panel.pivot(index="subj_idx", columns="model", values="score")[cols].to_numpy(float)
         if wide.shape[0] >= 2 and wide.shape[1] >= 2:
-            out[i] = rsa.within_subject_sem(wide, quirk=True)[cols.index(model)]
+            out[i] = within_subject_sem(wide, n=wide.shape[1])[cols.index(model)]
     return out
 
 
