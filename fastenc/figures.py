@@ -197,7 +197,7 @@ def plot_components(scores: pd.DataFrame, errors: pd.DataFrame | None = None,
                     title: str = "Prediction of fMRI components (best layer on independent splits)",
                     ylabel: str = "Median R² (not noise-corrected)", ncols: int = 3,
                     path=None) -> Figure:
-    """Bars per component: one panel per component, models sorted by score.
+    """Bars per component: one panel per component, models in one order (mean over components).
 
     ``scores``: DataFrame, rows = models, columns = components (e.g. the ``score`` column of
     :func:`fastenc.analysis.components_independent_splits` per model). ``errors`` (same shape,
@@ -211,10 +211,13 @@ def plot_components(scores: pd.DataFrame, errors: pd.DataFrame | None = None,
     n_models = len(scores.index) - int(spectemp in scores.index)
     fig = _new_figure((max(3.0, 0.32 * n_models + 1.2) * ncols, 3.3 * nrows + 1.0))
     axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    # one model order in every panel: by the mean score over components, best first
+    order = (scores.drop(index=[spectemp], errors="ignore").mean(axis=1)
+             .sort_values(ascending=False, kind="stable").index)
     for ax, comp in zip(axes, comps):
         s = scores[comp]
         base = s.get(spectemp) if spectemp is not None else None
-        bars = s.drop(index=[spectemp], errors="ignore").sort_values(ascending=False, kind="stable")
+        bars = s.loc[order]
         x = np.arange(len(bars))
         yerr = errors.loc[bars.index, comp].to_numpy() if errors is not None else None
         ax.bar(x, bars.to_numpy(), yerr=yerr, color=TRAINED_COLOR, edgecolor="black", lw=0.5,
@@ -272,14 +275,16 @@ def plot_roi_best_layer(table: pd.DataFrame, pvalues=None, randnetw: bool = Fals
                         primary: str = "Primary",
                         others: Sequence[str] = ("Anterior", "Lateral", "Posterior"),
                         display_names: Mapping[str, str] | None = None,
-                        annotate_models: bool = False,
+                        annotate_models: bool | None = None,
                         title: str = "Best model stage per anatomical ROI", path=None) -> Figure:
     """Relative best-layer position per model: one panel per non-primary ROI, Primary on x.
 
     ``table``: the long table of :func:`fastenc.analysis.roi_summary` (``source_model,
     randnetw, roi, rel_pos_mean, rel_pos_yerr``; the ``randnetw`` rows are drawn) or a plain
     models x ROIs table. Error bars: the within-subject SEM over the pooled models (x for
-    Primary, y for the other ROI), as the reference study drew them. ``pvalues``:
+    Primary, y for the other ROI), as the reference study drew them. Points are labelled by
+    model (``annotate_models``; default: when there are at most 15 models), and the axes fit the
+    data (the same range on both, so the diagonal stays the diagonal). ``pvalues``:
     :func:`fastenc.analysis.roi_wilcoxon` output (the Primary-vs-ROI row is shown in each panel
     title) or a mapping ROI -> p. Points above the diagonal: the model's best stage is later for
     that ROI.
@@ -297,7 +302,15 @@ def plot_roi_best_layer(table: pd.DataFrame, pvalues=None, randnetw: bool = Fals
         pmap = {r2: p for r1, r2, p in zip(pv["roi_1"], pv["roi_2"], pv["p_value"]) if r1 == primary}
     else:
         pmap = dict(pvalues or {})
-    fig = _new_figure((4.2 * len(others) + 0.4, 4.6))
+    if annotate_models is None:
+        annotate_models = len(mean) <= 15
+    vals = np.concatenate([(mean[c] - err[c].fillna(0)).to_numpy(float) for c in mean.columns]
+                          + [(mean[c] + err[c].fillna(0)).to_numpy(float) for c in mean.columns])
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+    pad = max(0.05, 0.08 * (hi - lo))
+    lo, hi = max(-0.02, lo - pad), min(1.02, hi + pad)
+    fig = _new_figure((4.3 * len(others) + 0.4, 5.8))  # square panels + two title lines
     axes = fig.subplots(1, len(others), squeeze=False)[0]
     for ax, roi in zip(axes, others):
         ax.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", zorder=1)
@@ -308,13 +321,14 @@ def plot_roi_best_layer(table: pd.DataFrame, pvalues=None, randnetw: bool = Fals
         ax.scatter(x, y, s=32, color=ROI_COLORS.get(roi), edgecolor="black", lw=0.4, zorder=3)
         if annotate_models:
             for m in mean.index:
-                ax.annotate(_name(m, display_names), (x[m], y[m]), fontsize=6, xytext=(2, 2),
-                            textcoords="offset points")
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"{primary}: relative best-layer position")
-        ax.set_ylabel(f"{roi}: relative best-layer position")
+                if np.isfinite(x[m]) and np.isfinite(y[m]):
+                    ax.annotate(_name(m, display_names), (x[m], y[m]), fontsize=7, xytext=(4, 3),
+                                textcoords="offset points")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_box_aspect(1)
+        ax.set_xlabel(f"{primary}: relative best-layer position", fontsize=9)
+        ax.set_ylabel(f"{roi}: relative best-layer position", fontsize=9)
         p = pmap.get(roi)
         ax.set_title(f"{roi} vs {primary}" + ("" if p is None or not np.isfinite(p)
                                                else f"\nWilcoxon p = {p:.2g}"), fontsize=10)
@@ -388,12 +402,63 @@ def plot_rsa_across_models(df: pd.DataFrame, roi: str = "All", spectemp: str | N
     return fig
 
 
+def plot_rsa_per_roi(df: pd.DataFrame, rois: Sequence[str] = ("Primary", "Lateral", "Posterior", "Anterior"),
+                     spectemp: str | None = "spectemp", display_names: Mapping[str, str] | None = None,
+                     title: str = "Human–model RSA per anatomical ROI", path=None) -> Figure:
+    """RSA per ROI: one panel per ROI, trained (dark) and permuted (light) bars side by side per
+    model, each ROI's own noise ceiling as a dashed line with its ± std / √(participants − 1) band.
+
+    ``df``: ``rsa_across-models_<target>.csv`` rows. Models are in one order in every panel (by
+    their trained score in the first ROI). The ceiling is the leave-one-participant-out estimate,
+    a lower bound of the true ceiling: with few voxels per participant and ROI a noise-free model
+    can exceed it (docs/outputs.md).
+    """
+    d = df[df["roi"].isin(rois)]
+    if "in_pool" in d:
+        d = d[d["in_pool"].astype(bool)]
+    present = [r for r in rois if (d["roi"] == r).any()]
+    if not present:
+        raise ValueError(f"no RSA rows for ROIs {list(rois)}")
+    trained = d[~d["randnetw"].astype(bool)]
+    first = trained[trained["roi"] == present[0]]
+    order = list(first.sort_values("rsa_mean", ascending=False, kind="stable")["source_model"])
+    order += [m for m in dict.fromkeys(d["source_model"]) if m not in order]
+    fig = _new_figure((max(7.0, 0.5 * len(order) * len(present) + 2.0), 4.8))
+    axes = fig.subplots(1, len(present), sharey=True, squeeze=False)[0]
+    w = 0.4
+    for ax, roi in zip(axes, present):
+        r = d[d["roi"] == roi]
+        x = np.arange(len(order))
+        for k, (rn, color, lab) in enumerate(((False, TRAINED_COLOR, "Trained"), (True, PERMUTED_COLOR, "Permuted"))):
+            p = r[r["randnetw"].astype(bool) == rn].set_index("source_model").reindex(order)
+            ax.bar(x + (k - 0.5) * w, p["rsa_mean"], width=w, yerr=p["rsa_yerr"], color=color,
+                   edgecolor="black", lw=0.5, capsize=1.5, error_kw={"lw": 0.7}, zorder=2, label=lab)
+        ceil = float(r["noise_ceiling"].iloc[0])
+        cerr = float(r["noise_ceiling_yerr"].iloc[0]) if "noise_ceiling_yerr" in r else 0.0
+        cerr = cerr if np.isfinite(cerr) else 0.0
+        ax.axhspan(ceil - cerr, ceil + cerr, color=CEILING_COLOR, alpha=0.35, lw=0, zorder=1)
+        ax.axhline(ceil, color="black", ls="--", lw=1, zorder=1, label="Noise ceiling (LOO)")
+        ax.set_xticks(x)
+        ax.set_xticklabels([_name(m, display_names) for m in order], rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{roi} (ceiling {ceil:.2f})", fontsize=10)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel("Spearman ρ, model vs human RSM\n(best layer on independent splits)", fontsize=9)
+    axes[-1].legend(fontsize=7, frameon=False, loc="upper right")
+    top = float(np.nanmax(np.r_[d["rsa_mean"] + d["rsa_yerr"].fillna(0), d["noise_ceiling"]]))
+    axes[0].set_ylim(0, min(1.0, top * 1.2 + 0.02))
+    fig.suptitle(title, fontsize=12)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
 def plot_roi_matrices(rsms: Mapping[str, np.ndarray], roi_corr: pd.DataFrame | None = None,
                       category_bounds: Sequence[int] | None = None, category_names: Sequence[str] | None = None,
                       title: str = "Human representational similarity per ROI", path=None) -> Figure:
     """Mean participant RSM of each ROI (sounds in category order) and the ROI-vs-ROI Spearman matrix."""
     n = len(rsms) + (roi_corr is not None)
-    fig = _new_figure((3.0 * n + 0.6, 3.4))
+    fig = _new_figure((3.2 * n + 1.2, 4.4))
     axes = fig.subplots(1, n, squeeze=False)[0]
     im = None
     for ax, (roi, M) in zip(axes, rsms.items()):
@@ -408,21 +473,21 @@ def plot_roi_matrices(rsms: Mapping[str, np.ndarray], roi_corr: pd.DataFrame | N
             if category_names is not None and ax is axes[0]:
                 mids = [(a + b) / 2 for a, b in zip(category_bounds[:-1], category_bounds[1:])]
                 ax.set_yticks(mids)
-                ax.set_yticklabels(category_names, fontsize=6)
+                ax.set_yticklabels(category_names, fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes[:len(rsms)], shrink=0.8, label="Pearson r between sounds")
     if roi_corr is not None:
         ax = axes[-1]
         im2 = ax.imshow(roi_corr.to_numpy(float), cmap="viridis", vmin=0, vmax=1)
         ax.set_xticks(range(len(roi_corr)))
-        ax.set_xticklabels(roi_corr.columns, rotation=60, ha="right", fontsize=8)
+        ax.set_xticklabels(roi_corr.columns, rotation=45, ha="right", rotation_mode="anchor", fontsize=9)
         ax.set_yticks(range(len(roi_corr)))
-        ax.set_yticklabels(roi_corr.index, fontsize=8)
+        ax.set_yticklabels(roi_corr.index, fontsize=9)
         for i in range(len(roi_corr)):
             for j in range(len(roi_corr)):
                 ax.text(j, i, f"{roi_corr.iat[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="w" if roi_corr.iat[i, j] < 0.6 else "k")
-        ax.set_title("ROI vs ROI\n(Spearman, mean over participants)", fontsize=10)
+        ax.set_title("ROI vs ROI\n(Spearman of train RSMs,\nmean over participants and splits)", fontsize=9)
         fig.colorbar(im2, ax=ax, shrink=0.8)
     fig.suptitle(title, fontsize=12)
     if path is not None:
