@@ -1,4 +1,4 @@
-"""Benchmarks: ``fastenc.score_layer`` against peers doing the same work (METHOD §3–§4, §8).
+"""Benchmarks: ``fastenc.score_layer`` against peers doing the same work (docs/method.md §3–§4, §8).
 
 Run from the repository root::
 

@@ -1,4 +1,4 @@
-"""Peer implementations of the same work as ``fastenc.score_layer`` (METHOD §3–§4, §8).
+"""Peer implementations of the same work as ``fastenc.score_layer`` (docs/method.md §3–§4, §8).
 
 Per voxel and split the study fits 4 ridge regressions (mean of the 3 repetitions, and each
 repetition), alpha chosen per target by exact leave-one-out on the 83 train sounds over the
@@ -33,7 +33,7 @@ RV_HAT_FLOOR = 0.183
 
 
 def study_splits(n_splits=10):
-    """The study's (train, test) index arrays (METHOD §2), written out independently."""
+    """The study's (train, test) index arrays (docs/method.md §2), written out independently."""
     rs = np.random.RandomState(0)
     out = []
     for _ in range(n_splits):
@@ -130,7 +130,7 @@ def numpy_loo_split(X, Y, train, test, alphas=STUDY_ALPHAS, chunk=8192, return_l
     With ``return_lam_max`` the largest eigenvalue of the centred train Gram is returned too.
 
     Centre with the train means; K = Xc Xc^T (83 x 83); restrict K to the complement of the
-    constant vector (which belongs to the unpenalised intercept, METHOD §3) and
+    constant vector (which belongs to the unpenalised intercept, docs/method.md §3) and
     eigendecompose it: K = Q diag(lam) Q^T with Q (n, n-1) orthogonal to 1. Then
     I - H = Q diag(alpha / (lam + alpha)) Q^T, so with Z = Q^T y the LOO residuals are
     e = Q (d * Z) / diag(I - H), d = alpha / (lam + alpha): one (n x m) @ (m x targets)
@@ -185,7 +185,7 @@ def pearson_cols(A, B):
 
 
 def corrected(pairs, floor, n_reps=3):
-    """max(SB(nanmedian over pairs), floor); NaN → floor (METHOD §4)."""
+    """max(SB(nanmedian over pairs), floor); NaN → floor (docs/method.md §4)."""
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: handled below
         med = np.nanmedian(pairs, axis=1)
@@ -194,7 +194,7 @@ def corrected(pairs, floor, n_reps=3):
 
 
 def numpy_score_layer(X, Y, n_splits=10, alphas=STUDY_ALPHAS, chunk=8192):
-    """METHOD §3–§4 for one layer with :func:`numpy_loo_split`; arrays (voxels, splits).
+    """docs/method.md §3–§4 for one layer with :func:`numpy_loo_split`; arrays (voxels, splits).
 
     Returns a dict with the arrays of ``fastenc.LayerScores`` (r_test, r_prior_zero, r2_test,
     r2_test_c, alpha, alpha_index, rv, rv_hat), plus ``alpha_index_all`` (voxels, 4, splits:
@@ -204,7 +204,7 @@ def numpy_score_layer(X, Y, n_splits=10, alphas=STUDY_ALPHAS, chunk=8192):
     alpha >> lam_max), the plain ``sse`` comparison picks an arbitrary alpha of the flat run
     (often 1e20 or so instead of 1e49). The test r does not depend on that choice: the
     centred prediction is ``Xc_test Xc^T yc / alpha`` to first order for every alpha of that
-    run, so its correlation is the same to rounding (METHOD §3: correlate the centred
+    run, so its correlation is the same to rounding (docs/method.md §3: correlate the centred
     prediction, never the intercept plus a vanishing fitted part).
     """
     V, R = Y.shape[1], Y.shape[2]

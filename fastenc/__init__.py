@@ -7,7 +7,7 @@ Main entry points:
 - :func:`score_layer` — a layer's cross-validated (noise-corrected) scores on the study's splits.
 - :func:`seed_splits` — the study's 10 train/test splits of the 165 sounds.
 - :func:`run_all` — the whole study (regression, analysis, RSA, figures) on a data root.
-- :mod:`fastenc.rsa`, :mod:`fastenc.analysis`, :mod:`fastenc.datasets` — RSA, METHOD §5, demo data.
+- :mod:`fastenc.rsa`, :mod:`fastenc.analysis`, :mod:`fastenc.datasets` — RSA, docs/method.md §5, demo data.
 - :mod:`fastenc.extract` — a PyTorch model's layer activations for the 165 sounds (needs torch).
 """
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""METHOD §5: per-voxel summaries and the analysis stage.
+"""docs/method.md §5: per-voxel summaries and the analysis stage.
 
 Every function here is pure: numpy arrays / pandas objects in, numpy arrays / pandas objects
 out, no file I/O and no change to numpy's global random state (the reference study's calls on
@@ -20,7 +20,7 @@ Conventions
 
 Best layer on independent splits (the headline score)
 -----------------------------------------------------
-Reference procedure (METHOD §5), for iteration ``i = 0 … n_iterations-1``::
+Reference procedure (docs/method.md §5), for iteration ``i = 0 … n_iterations-1``::
 
     np.random.seed(i)
     for layer in layers:                       # registry order
@@ -99,7 +99,7 @@ __all__ = [
     "permutation_component_comparison",
 ]
 
-#: The float mask shuffled per layer x voxel (METHOD §5). 1 = selection split, 0 = readout split.
+#: The float mask shuffled per layer x voxel (docs/method.md §5). 1 = selection split, 0 = readout split.
 SPLIT_MASK = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1], dtype=float)
 
 
@@ -164,7 +164,7 @@ class LayerCurve:
 
 
 def across_layer_curve(values, subj_idx, layer_names: Sequence[str] | None = None) -> LayerCurve:
-    """Across-layer curve (METHOD §5) from (n_layers, n_voxels) clipped median r2_c values.
+    """Across-layer curve (docs/method.md §5) from (n_layers, n_voxels) clipped median r2_c values.
 
     Per subject the median over its voxels per layer -> (subjects x layers); the curve is the
     mean over subjects with the within-subject SEM over the layers (the plotted conditions).
@@ -358,7 +358,7 @@ def _independent_split_iterations(values: np.ndarray, clip: bool, n_iterations: 
 
 def best_layer_independent_splits(values, subj_idx, clip: bool = True, n_iterations: int = N_ITERATIONS,
                                   mask_method: str = "numba") -> BestLayerResult:
-    """Headline score: best layer on independent splits (METHOD §5; see module docstring).
+    """Headline score: best layer on independent splits (docs/method.md §5; see module docstring).
 
     ``values``: (n_layers, n_voxels, 10) per-split scores (r2_test_c for neural targets), layers in
     registry order. ``clip`` clips selection and readout medians at 1 (use it for r2_c).
@@ -433,7 +433,7 @@ def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp",
     baseline (if present, under ``randnetw == False``); every condition must have the same
     participants.
 
-    ``pool``: the models whose within-subject SEM is pooled (METHOD §5, "model sets": the
+    ``pool``: the models whose within-subject SEM is pooled (docs/method.md §5, "model sets": the
     figure's set, e.g. FIG_2_5_MODEL_LIST, as far as present). A panel's pooled conditions are
     its versions of the ``pool`` models plus the baseline; the SEM of those rows is computed over
     them only. Rows of models outside ``pool`` get the SEM over all conditions of their panel.
@@ -489,7 +489,7 @@ def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp",
 # --------------------------------------------------------------------------------------
 # best layer per anatomical ROI
 # --------------------------------------------------------------------------------------
-#: ROI pairs compared across models (METHOD §5): Primary vs each non-primary ROI, then the
+#: ROI pairs compared across models (docs/method.md §5): Primary vs each non-primary ROI, then the
 #: non-primary ROIs against each other (the study ran these with ``scatter_anat_roi_across_models``).
 ROI_PAIRS = (("Primary", "Anterior"), ("Primary", "Lateral"), ("Primary", "Posterior"),
              ("Anterior", "Lateral"), ("Anterior", "Posterior"), ("Lateral", "Posterior"))
@@ -497,7 +497,7 @@ ROI_PAIRS = (("Primary", "Anterior"), ("Primary", "Lateral"), ("Primary", "Poste
 
 def best_layer_per_roi(values, subj_idx, roi_labels, rois: Sequence[str] = ROI_ORDER,
                        clip: bool = True) -> pd.DataFrame:
-    """Relative best-layer position per participant x ROI (METHOD §5).
+    """Relative best-layer position per participant x ROI (docs/method.md §5).
 
     ``values``: (n_layers, n_voxels) clipped median r2_c, or (n_layers, n_voxels, n_splits)
     per-split values (then the median over all splits is taken and clipped at 1 if ``clip``).
@@ -549,12 +549,12 @@ def roi_model_table(per_model: Mapping[str, pd.DataFrame],
 
 def roi_summary(per_subject: pd.DataFrame, models: Sequence[str] | None = None,
                 rois: Sequence[str] = ROI_ORDER, sem: str = "subjects") -> pd.DataFrame:
-    """Across-model summary of the best-layer position per ROI (METHOD §5, and §6 for RSA).
+    """Across-model summary of the best-layer position per ROI (docs/method.md §5, and §6 for RSA).
 
     ``per_subject``: long DataFrame with columns ``source_model``, ``randnetw``, ``subj_idx``,
     ``roi``, ``rel_pos`` (one row per model version x participant x ROI, e.g. the rows of
     :func:`best_layer_per_roi` with the model columns added). ``models``: the pooled models
-    (METHOD §5 "model sets", e.g. FIG_7_MODEL_LIST as far as present); default every model of
+    (docs/method.md §5 "model sets", e.g. FIG_7_MODEL_LIST as far as present); default every model of
     ``per_subject``. Only pooled models get rows.
 
     Per ``randnetw`` panel and ROI, with the (participants x pooled models) matrix of
@@ -562,8 +562,8 @@ def roi_summary(per_subject: pd.DataFrame, models: Sequence[str] | None = None,
     ``rel_pos_mean`` = mean over participants (``np.mean``, NaN propagates);
     ``rel_pos_yerr`` = within-subject SEM over the pooled models: subtract each participant's
     mean across the pooled models, ``np.std`` (ddof 0) over participants, divided by
-    ``sqrt(n_participants - 1)`` (``sem="subjects"``, METHOD §5) or by ``sqrt(n_models - 1)``
-    (``sem="models"``, the reference study's RSA figure, METHOD §6 quirk). NaN with fewer than
+    ``sqrt(n_participants - 1)`` (``sem="subjects"``, docs/method.md §5) or by ``sqrt(n_models - 1)``
+    (``sem="models"``, the reference study's RSA figure, docs/method.md §6 quirk). NaN with fewer than
     2 pooled models (the error is over models) or 2 participants.
 
     Returns columns ``source_model, randnetw, roi, rel_pos_mean, rel_pos_yerr,
@@ -613,7 +613,7 @@ def roi_summary(per_subject: pd.DataFrame, models: Sequence[str] | None = None,
 
 
 def roi_wilcoxon(table: pd.DataFrame, pairs: Sequence[tuple[str, str]] = ROI_PAIRS) -> pd.DataFrame:
-    """ROI vs ROI across models, Wilcoxon signed-rank (METHOD §5).
+    """ROI vs ROI across models, Wilcoxon signed-rank (docs/method.md §5).
 
     ``table``: models x ROIs (e.g. ``rel_pos_mean`` of :func:`roi_summary` pivoted). Per pair
     ``(roi_1, roi_2)`` (default :data:`ROI_PAIRS`: Primary vs Anterior/Lateral/Posterior, then
@@ -647,7 +647,7 @@ def roi_wilcoxon(table: pd.DataFrame, pairs: Sequence[tuple[str, str]] = ROI_PAI
 # --------------------------------------------------------------------------------------
 # model comparisons (fastenc.stats; the names the study stage calls)
 # --------------------------------------------------------------------------------------
-#: Subject bootstrap of model 2 against model 1's mean (METHOD §5): :func:`fastenc.stats.bootstrap_mean_test`.
+#: Subject bootstrap of model 2 against model 1's mean (docs/method.md §5): :func:`fastenc.stats.bootstrap_mean_test`.
 bootstrap_model_comparison = bootstrap_mean_test
-#: Permutation test of pooled component values (METHOD §5): :func:`fastenc.stats.permutation_mean_difference`.
+#: Permutation test of pooled component values (docs/method.md §5): :func:`fastenc.stats.permutation_mean_difference`.
 permutation_component_comparison = permutation_mean_difference

@@ -1,7 +1,7 @@
 """A small synthetic dataset in exactly the reference study's on-disk layout, with planted truth.
 
 :func:`make_demo` writes a data root that every loader of :mod:`fastenc.io` reads like the real
-study's download (METHOD §1), small enough that the whole study runs on it in well under two minutes
+study's download (docs/method.md §1), small enough that the whole study runs on it in well under two minutes
 on two cores.
 
 What is on disk

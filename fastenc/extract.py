@@ -142,7 +142,7 @@ log = logging.getLogger(__name__)
 
 #: Duration of every sound fed to the model (the study's sounds are 2 s long).
 STIMULUS_SECONDS = 2.0
-#: Output file names (the study's h5 storage, METHOD §1).
+#: Output file names (the study's h5 storage, docs/method.md §1).
 TRAINED_FILE = "natsound_activations.h5"
 PERMUTED_FILE = "natsound_activations_randnetw.h5"
 _POOLS = ("time-mean", "none")

@@ -1,4 +1,4 @@
-"""Loaders for the reference study's on-disk layout (METHOD §1).
+"""Loaders for the reference study's on-disk layout (docs/method.md §1).
 
 A data root holds ``data/`` and ``model_actv/``::
 
@@ -399,7 +399,7 @@ class NeuralData:
 
 
 def _check_stimulus_lists(names: list[str], stim_ids: list[str], mat_path: Path, stim_path: Path) -> None:
-    """The first 165 B2021 names must be the NH2015 names in the NH2015 order (METHOD §1).
+    """The first 165 B2021 names must be the NH2015 names in the NH2015 order (docs/method.md §1).
 
     Either file can be the wrong one, so the message names both.
     """

@@ -2,7 +2,7 @@
 
 The study's 36 models (318 layers) ship with the package in ``fastenc/data/model_registry.json``:
 for every model its display name, its layers in processing order, its storage kind (``"h5"`` or
-``"per_sound_pickle"``, see METHOD §1) and, for the per-sound pickles, the key of each layer in the
+``"per_sound_pickle"``, see docs/method.md §1) and, for the per-sound pickles, the key of each layer in the
 pickled dict. The file also holds the model sets used by the study's figures and the order of the
 11 sound categories.
 
@@ -65,7 +65,7 @@ __all__ = [
 
 #: File name of a user manifest picked up automatically at the root of a data folder.
 MANIFEST_FILENAME = "fastenc_models.json"
-#: The two storage kinds of model activations (METHOD §1).
+#: The two storage kinds of model activations (docs/method.md §1).
 STORAGE_KINDS = ("h5", "per_sound_pickle")
 #: Shipped models that have no version with permuted weights.
 _MODELS_WITHOUT_RANDNETW = frozenset({"spectemp"})
@@ -91,7 +91,7 @@ class ModelSpec:
     layers : tuple of str
         Layers in processing order (shallow to deep).
     storage : {"h5", "per_sound_pickle"}
-        How the activations are stored on disk (METHOD §1).
+        How the activations are stored on disk (docs/method.md §1).
     layer_keys : dict of str to str
         Key of a layer in storage where it is not the layer name: the per-sound pickle dict key
         (``per_sound_pickle``) or the dataset name in the h5 file (``h5``, e.g. ResNet50music's

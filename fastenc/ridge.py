@@ -1,4 +1,4 @@
-"""Ridge regression with per-target alpha chosen by exact leave-one-out (METHOD §3).
+"""Ridge regression with per-target alpha chosen by exact leave-one-out (docs/method.md §3).
 
 Public entry point: :func:`ridge_cv`. The split machinery (:func:`split_factors`,
 :func:`alpha_groups`, :func:`run_loo_ridge`) is shared with :func:`fastenc.score_layer`,
@@ -104,7 +104,7 @@ def split_factors(G_train: np.ndarray, G_test_train: np.ndarray | None = None) -
 _HIGH_RUN = 2.0 ** 30
 # Below lam_min * 2**-34 every eigen-component of the fit (LOO residuals and predictions)
 # is within a factor 1 +- 2**-34 (6e-11) of its alpha -> 0 limit: the flat bottom of the
-# LOO curve, where which alpha "wins" is rounding noise (METHOD §3). Scored once.
+# LOO curve, where which alpha "wins" is rounding noise (docs/method.md §3). Scored once.
 _LOW_RUN = 2.0 ** -34
 
 
@@ -124,7 +124,7 @@ def alpha_groups(lam: np.ndarray, alphas: np.ndarray) -> AlphaGroups:
     * ``alpha < lam_min * 2**-34`` (``lam_min`` the smallest nonzero eigenvalue): every
       eigen-component of the fit is within ``1 +- 2**-34`` of its ``alpha -> 0`` limit, so
       these alphas give the same LOO errors and predictions to ~6e-11 (the flat bottom of
-      METHOD §3/§8); they are scored once, with the factors of the first of them in grid
+      docs/method.md §3/§8); they are scored once, with the factors of the first of them in grid
       order, which stands for all of them.
     * ``alpha > lam_max``: factors ``delta = lam / (lam + alpha)``, scored in the exact
       excess form of ``fastenc._core.ridge._select_alpha_block``.

@@ -1,4 +1,4 @@
-"""Representational similarity analysis (METHOD §6) and the statistics the study lacks.
+"""Representational similarity analysis (docs/method.md §6) and the statistics the study lacks.
 
 The reference study's cross-validated RSA (:func:`cv_best_layer`) plus compiled
 permutation tests and bootstraps of similarity matrices. Their result types, the
@@ -171,7 +171,7 @@ def compare(a, b, method="spearman", n_threads=None):
 
 
 def category_order(categories, order=None):
-    """Indices that reorder sounds by category (stable within category), as in METHOD §6.
+    """Indices that reorder sounds by category (stable within category), as in docs/method.md §6.
 
     Parameters
     ----------
@@ -203,7 +203,7 @@ def category_order(categories, order=None):
 # ----------------------------------------------------------------------------- CV RSA
 @dataclass
 class RSACVResult:
-    """Cross-validated RSA of one model against participants (METHOD §6).
+    """Cross-validated RSA of one model against participants (docs/method.md §6).
 
     Attributes
     ----------
@@ -362,7 +362,7 @@ def prepare_participants(participants, splits=None, categories=None, noise_ceili
 
 def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceiling=True,
                   corrected=None, n_threads=None):
-    """The study's cross-validated RSA best-layer score for one model (METHOD §6).
+    """The study's cross-validated RSA best-layer score for one model (docs/method.md §6).
 
     Parameters
     ----------
@@ -374,7 +374,7 @@ def cv_best_layer(layers, participants, splits=None, categories=None, noise_ceil
         :func:`prepare_participants` (reused across models; holds the noise ceiling).
     splits : (S, n) bool train masks or list of train index arrays, optional
         Over the **reordered** sound axis. Default: ``fastenc.splits.seed_splits()``
-        (METHOD §2: 10 splits, 83 train / 82 test).
+        (docs/method.md §2: 10 splits, 83 train / 82 test).
     categories : sequence of str, optional
         Per-sound category labels in stimulus order; sounds are reordered with
         :func:`category_order` before the splits are applied (the study's procedure).
@@ -471,7 +471,7 @@ def _cv_best_layer(M: PreparedRSMs, Pp: PreparedRSMs, noise_ceiling):
 # ----------------------------------------------------------------------------- best layer, all sounds
 @dataclass
 class RSAAllSoundsResult:
-    """Best layer per participant from RSMs of all sounds (not cross-validated; METHOD §6).
+    """Best layer per participant from RSMs of all sounds (not cross-validated; docs/method.md §6).
 
     Attributes
     ----------
@@ -504,7 +504,7 @@ def _full_triangles(items, name):
 
 
 def best_layer_all_sounds(layers, participants, n_threads=None):
-    """The reference study's best layer per participant for the ROI analysis (METHOD §6).
+    """The reference study's best layer per participant for the ROI analysis (docs/method.md §6).
 
     Not cross-validated (no score is reported from it): each layer's RSM and each participant's
     RSM are computed on **all sounds**, every feature z-scored with all-sound statistics
@@ -549,7 +549,7 @@ def best_layer_all_sounds(layers, participants, n_threads=None):
 # ----------------------------------------------------------------------------- ROI vs ROI
 @dataclass
 class ROISimilarityResult:
-    """ROI-vs-ROI similarity of the neural RSMs (METHOD §6).
+    """ROI-vs-ROI similarity of the neural RSMs (docs/method.md §6).
 
     Attributes
     ----------
@@ -681,9 +681,9 @@ def within_subject_sem(values, quirk=True):
 def rsa_sem(values, corrected=False):
     """Within-participant SEM per model of a (participants, models) array, as the RSA figure.
 
-    ``corrected=False`` (default) reproduces the reference study's RSA error bar (METHOD §6
+    ``corrected=False`` (default) reproduces the reference study's RSA error bar (docs/method.md §6
     quirk): divided by ``sqrt(n_models - 1)``; ``corrected=True`` by
-    ``sqrt(n_participants - 1)`` (METHOD §5). See :func:`fastenc.stats.within_subject_sem`.
+    ``sqrt(n_participants - 1)`` (docs/method.md §5). See :func:`fastenc.stats.within_subject_sem`.
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""Score one model layer against brain responses on the study's splits (METHOD §3–§4).
+"""Score one model layer against brain responses on the study's splits (docs/method.md §3–§4).
 
 :func:`score_layer` fits, for every target and split, a ridge regression with its alpha
 chosen by exact leave-one-out, and returns test correlations; for repeated neural data it
@@ -180,7 +180,7 @@ class LayerScores:
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
     def summary(self) -> pd.DataFrame:
-        """Per-target mean / median / std (ddof 0) over splits (METHOD §5).
+        """Per-target mean / median / std (ddof 0) over splits (docs/method.md §5).
 
         Columns ``mean_<x>``, ``median_<x>``, ``std_<x>`` for x in r_test, r2_test,
         r2_test_c (repeated data) and alpha; ``median_r2_test_c`` is clipped at 1 after the

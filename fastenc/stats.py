@@ -1,7 +1,7 @@
 """Permutation tests, bootstraps and paired comparisons of fastenc, in one place.
 
-Used by the regression analyses (:mod:`fastenc.analysis`, METHOD §5) and the RSA
-(:mod:`fastenc.rsa`, METHOD §6). One result type per kind of test, one name per concept:
+Used by the regression analyses (:mod:`fastenc.analysis`, docs/method.md §5) and the RSA
+(:mod:`fastenc.rsa`, docs/method.md §6). One result type per kind of test, one name per concept:
 
 * :class:`PermutationResult` — ``statistic``, ``p_value``, ``p_value_study`` (the reference
   study's raw fraction, where the study ran that test), ``n_resamples``, ``null_distribution``;
@@ -60,12 +60,12 @@ def _deprecated(old: str, new: str) -> None:
 # within-subject SEM
 # --------------------------------------------------------------------------------------
 def within_subject_sem(values, n: int | None = None) -> np.ndarray:
-    """Within-subject SEM per condition of a (n_subjects, n_conditions) array (METHOD §5, §6).
+    """Within-subject SEM per condition of a (n_subjects, n_conditions) array (docs/method.md §5, §6).
 
     Subtract each subject's mean across the conditions, take ``np.std`` (ddof 0) across
     subjects per condition, divide by ``sqrt(n - 1)``. ``n`` defaults to the number of subjects
-    (the correct form; METHOD §5). The reference study's RSA figure divides by the number of
-    **conditions** (models) instead (METHOD §6 quirk): ``n=values.shape[1]``.
+    (the correct form; docs/method.md §5). The reference study's RSA figure divides by the number of
+    **conditions** (models) instead (docs/method.md §6 quirk): ``n=values.shape[1]``.
 
     Examples
     --------
@@ -301,7 +301,7 @@ def _check_count(value, name: str) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# the study's model comparisons (METHOD §5)
+# the study's model comparisons (docs/method.md §5)
 # --------------------------------------------------------------------------------------
 _PERM_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
 _PERM_LOCK = threading.Lock()
@@ -336,7 +336,7 @@ def permutation_mean_difference(values_1, values_2, n_permutations: int = N_RESA
     """Permutation test of ``mean(values_1) - mean(values_2)`` over pooled values (one-sided).
 
     The study's ``pairwise_model_comparison_comp_boostrap`` (components have no participants;
-    METHOD §5): ``np.random.seed(seed)``; per permutation the pooled values
+    docs/method.md §5): ``np.random.seed(seed)``; per permutation the pooled values
     ``concat(values_1, values_2)`` are shuffled afresh (``np.random.shuffle``) and the null
     difference is ``mean(first n1) - mean(rest)``. Same stream on a private RandomState; the
     global state is untouched. Small ``p_value`` = values_1 above values_2. NaN input gives NaN
@@ -365,7 +365,7 @@ def permutation_mean_difference(values_1, values_2, n_permutations: int = N_RESA
 
 
 def bootstrap_mean_test(values_1, values_2, n_boot: int = N_RESAMPLES, seed: int = 0) -> BootstrapResult:
-    """Bootstrap of ``values_2``'s mean against ``values_1``'s mean (one-sided; METHOD §5).
+    """Bootstrap of ``values_2``'s mean against ``values_1``'s mean (one-sided; docs/method.md §5).
 
     The study's subject bootstrap (``pairwise_model_comparison_subject_boostrap``):
     ``np.random.seed(seed)``, then per resample ``np.random.choice(values_2, size=len(values_2),

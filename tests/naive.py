@@ -1,4 +1,4 @@
-"""Slow, obvious reference implementations, written straight from METHOD.md.
+"""Slow, obvious reference implementations, written straight from docs/method.md.
 
 Nothing here imports fastenc: these are the independent references the tests compare with.
 """
@@ -10,7 +10,7 @@ STUDY_ALPHAS = 10.0 ** np.arange(49, -51, -1, dtype=np.float64)
 
 
 def study_splits(n_stimuli=165, n_train=83, n_splits=10, seed=0):
-    """METHOD §2, written out: list of (train indices, test indices)."""
+    """docs/method.md §2, written out: list of (train indices, test indices)."""
     rs = np.random.RandomState(seed)
     out = []
     for _ in range(n_splits):
@@ -143,7 +143,7 @@ def critical_r_bisect(n, p=0.05):
 
 
 def score_voxel_split(X, Yrep, train, test, alphas=STUDY_ALPHAS, floors=(0.182, 0.183)):
-    """METHOD §4 for one voxel and one split, by brute force.
+    """docs/method.md §4 for one voxel and one split, by brute force.
 
     Yrep: (n_stimuli, k) repetitions, k >= 2 (the study: 3). Reliabilities from all
     repetition pairs, Spearman-Brown to k, floored at ``floors`` (train, test).

@@ -1,4 +1,4 @@
-"""Slow, obvious reference loops for METHOD §5, written straight from its text.
+"""Slow, obvious reference loops for docs/method.md §5, written straight from its text.
 
 Nothing here imports fastenc. These use numpy's *global* legacy stream exactly as the text says
 (``np.random.seed``, ``np.random.shuffle``, ``np.random.choice``); callers should save and

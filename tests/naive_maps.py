@@ -1,4 +1,4 @@
-"""Slow, obvious references for the voxel maps and effective dimensionality (METHOD §9).
+"""Slow, obvious references for the voxel maps and effective dimensionality (docs/method.md §9).
 
 Nothing here imports fastenc. Explicit loops over voxels, coordinates and models; the tie rule is
 scripted the way the study's ``layer_position_argmax`` runs it (``np.random.seed(0)``, then

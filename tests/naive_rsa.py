@@ -1,4 +1,4 @@
-"""Slow, obvious RSA references written straight from METHOD §2 and §6.
+"""Slow, obvious RSA references written straight from docs/method.md §2 and §6.
 
 Nothing here imports fastenc: pure numpy / scipy loops, the way the reference study
 computed things (``np.corrcoef`` on z-scored features, ``scipy.stats.spearmanr`` /
@@ -17,7 +17,7 @@ CATEGORY_ORDER = ["Music", "Song", "EngSpeech", "ForSpeech", "HumVoc", "AniVoc",
 
 
 def study_split_masks(n_stimuli=165, n_train=83, n_splits=10, seed=0):
-    """METHOD §2: boolean train masks from the legacy RandomState stream."""
+    """docs/method.md §2: boolean train masks from the legacy RandomState stream."""
     rs = np.random.RandomState(seed)
     masks = np.zeros((n_splits, n_stimuli), dtype=bool)
     for s in range(n_splits):

@@ -1,4 +1,4 @@
-"""fastenc.analysis against METHOD §5 constants, slow reference loops (tests/naive_analysis.py)
+"""fastenc.analysis against docs/method.md §5 constants, slow reference loops (tests/naive_analysis.py)
 and scipy."""
 import numpy as np
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Effective dimensionality (METHOD §9) against numpy's eigenvalues (tests/naive_maps.py)."""
+"""Effective dimensionality (docs/method.md §9) against numpy's eigenvalues (tests/naive_maps.py)."""
 from __future__ import annotations
 
 import numpy as np

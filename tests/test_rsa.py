@@ -149,7 +149,7 @@ def test_cv_best_layer_matches_naive(corrected):
     masks = naive.study_split_masks()
     ref = naive.cv_best_layer(layers, parts, masks, categories=list(cats), corrected=corrected)
     res = rsa.cv_best_layer(layers, parts, categories=cats, corrected=corrected)
-    np.testing.assert_array_equal(res.train_masks, masks)  # default = METHOD §2 splits
+    np.testing.assert_array_equal(res.train_masks, masks)  # default = docs/method.md §2 splits
     np.testing.assert_array_equal(res.order, naive.category_reorder(list(cats)))
     np.testing.assert_allclose(res.train_corr, ref["train_corr"], atol=1e-10)
     np.testing.assert_allclose(res.test_corr, ref["test_corr"], atol=1e-10)

@@ -1,4 +1,4 @@
-"""score_layer against a brute-force reference (tests/naive.py) and METHOD §4 constants."""
+"""score_layer against a brute-force reference (tests/naive.py) and docs/method.md §4 constants."""
 import numpy as np
 import pytest
 

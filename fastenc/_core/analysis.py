@@ -1,4 +1,4 @@
-"""Numba kernels of the best-layer-on-independent-splits analysis (METHOD §5).
+"""Numba kernels of the best-layer-on-independent-splits analysis (docs/method.md §5).
 
 Wrapped by :mod:`fastenc.analysis`: the replay of numpy's legacy 1-D shuffle of the split mask
 on the raw MT19937 words, and the selection / readout medians of every layer x voxel under

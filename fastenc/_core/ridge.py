@@ -1,6 +1,6 @@
 """Numba kernels for batched exact leave-one-out (LOO) ridge regression.
 
-Everything lives in the n_train-dimensional sample space (METHOD §3). For one split the
+Everything lives in the n_train-dimensional sample space (docs/method.md §3). For one split the
 caller (``fastenc.ridge``) supplies, from one eigendecomposition of the centred train Gram:
 
 * ``Q`` (n, m): eigenvectors of the centred train Gram restricted to the complement of the

@@ -1,4 +1,4 @@
-"""Numba kernels for representational similarity analysis (METHOD §6).
+"""Numba kernels for representational similarity analysis (docs/method.md §6).
 
 Building blocks, each a small ``@njit(cache=True)`` function:
 

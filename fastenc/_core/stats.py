@@ -1,4 +1,4 @@
-"""Numba kernels for correlations and the Spearman–Brown noise correction (METHOD §4)."""
+"""Numba kernels for correlations and the Spearman–Brown noise correction (docs/method.md §4)."""
 from __future__ import annotations
 
 import numpy as np
