@@ -7,6 +7,8 @@ Main entry points:
 - :func:`score_layer` — a layer's cross-validated (noise-corrected) scores on the study's splits.
 - :func:`seed_splits` — the study's 10 train/test splits of the 165 sounds.
 - :func:`run_all` — the whole study (regression, analysis, RSA, figures) on a data root.
+- :func:`load_stimuli`, :func:`load_neural`, :func:`open_model` — the study's files on disk;
+  :func:`default_demo_dir` — where ``run-all`` builds the demo data root.
 - :mod:`fastenc.rsa`, :mod:`fastenc.analysis`, :mod:`fastenc.datasets` — RSA, docs/method.md §5, demo data.
 - :mod:`fastenc.extract` — a PyTorch model's layer activations for the 165 sounds (needs torch).
 """
@@ -15,7 +17,9 @@ __version__ = "0.1.0"
 from .ridge import RidgeCVResult, ridge_cv, study_alphas
 from .scoring import LayerScores, prepare_targets, score_layer
 from .splits import group_splits, kfold_splits, seed_splits, shuffle_splits
-from .pipeline import run_all
+from .io import load_neural, load_stimuli, open_model
+from .study import run_all
+from .study.plan import default_demo_dir
 from . import analysis, datasets, rsa
 
 
@@ -36,5 +40,12 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__():
+    return sorted(set(globals()) | {"RidgeLOOCV", "extract"})
+
+
+# RidgeLOOCV is left out of __all__: ``from fastenc import *`` must work without scikit-learn.
 __all__ = ["ridge_cv", "RidgeCVResult", "study_alphas", "score_layer", "LayerScores",
-           "prepare_targets", "seed_splits", "kfold_splits", "shuffle_splits", "group_splits", "run_all", "RidgeLOOCV", "extract", "analysis", "datasets", "rsa", "__version__"]
+           "prepare_targets", "seed_splits", "kfold_splits", "shuffle_splits", "group_splits", "run_all",
+           "load_stimuli", "load_neural", "open_model", "default_demo_dir", "extract", "analysis",
+           "datasets", "rsa", "__version__"]
