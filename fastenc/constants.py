@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["N_STIMULI", "N_TRAIN", "N_TEST", "N_SPLITS", "SPLIT_SEED", "N_REPS", "STUDY_ALPHAS",
            "RV_FLOOR", "RV_HAT_FLOOR", "TARGETS", "NEURAL_TARGETS", "COMPONENT_TARGET",
            "COMPONENT_NAMES", "ROI_ORDER", "RSA_ROIS", "CATEGORY_ORDER", "SPECTEMP",
-           "N_ITERATIONS", "N_RESAMPLES"]
+           "N_ITERATIONS", "N_RESAMPLES", "PUBLISHED_SCORES"]
 
 #: The natural sounds of Norman-Haignere et al. (2015), in the order of ``neural_stim_meta.npy``.
 N_STIMULI = 165
@@ -59,3 +59,18 @@ SPECTEMP = "spectemp"
 #: bootstrap / permutation comparisons (§5).
 N_ITERATIONS = 10
 N_RESAMPLES = 10_000
+
+#: Published median noise-corrected R² (best layer on independent splits), NH2015 / B2021, read
+#: from the study's figures (± 0.005; docs/method.md §7). For orientation only.
+PUBLISHED_SCORES = {
+    "CochResNet50-MultiTask": (0.731, 0.751),
+    "AST": (0.727, 0.747),
+    "VGGish": (0.716, 0.712),
+    "CochCNN9-MultiTask": (0.712, 0.724),
+    "S2T": (0.625, 0.610),
+    "Wav2Vec2": (0.602, 0.629),
+    "DeepSpeech2": (0.516, 0.520),
+    "DCASE2020": (0.312, 0.347),
+    "MetricGAN": (0.265, 0.253),
+    "SpectroTemporal": (0.527, None),   # the paper gives one value, for NH2015
+}
