@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  python cli.py run-all                              # the embedded demo, end to end (~35 s)
+  python cli.py run-all                              # the embedded demo, end to end (~1 min the first time)
   python cli.py run-all --data-dir /data/auditory_brain_dnn --out results
   python cli.py run-all --data-dir D --models FIG_2_5_MODEL_LIST --targets NH2015 B2021
   python cli.py run-all --data-dir D --cluster local:4          # Dask, 4 local worker processes
@@ -155,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     p_all.add_argument("--no-figures", action="store_true", help="skip the figures")
     p_all.add_argument("--rsa-corrected", action="store_true",
                        help="RSA without the study's quirks: Spearman noise ceiling, SEM over participants")
+    p_all.add_argument("--export-surface-mat", action="store_true",
+                       help="also write the study's .mat files of the voxel maps (vals, x_ras, y_ras) per "
+                            "participant x hemisphere under OUT/surface-mat/, for FreeSurfer")
     p_reg = sub.add_parser("regress", help="only the regression stage (resumable units)")
     _common(p_reg)
     p_models = sub.add_parser("models", help="list the models (trained / permuted present) and model sets "
@@ -214,7 +217,8 @@ def main(argv=None) -> int:
                                       n_threads=args.threads, overwrite=args.overwrite,
                                       progress=not args.quiet, client=client, rsa=not args.no_rsa,
                                       figures=not args.no_figures, rsa_corrected=args.rsa_corrected,
-                                      manifest=args.manifest, nan_policy=args.nan_policy)
+                                      manifest=args.manifest, nan_policy=args.nan_policy,
+                                      export_surface_mat=args.export_surface_mat)
         finally:
             if client is not None:
                 client.close()

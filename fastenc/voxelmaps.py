@@ -505,7 +505,8 @@ def _layer_colours(n: int):
 
 def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Sequence[str] | None = None,
                      hemis: Sequence[str] = HEMIS, title: str | None = None, vmin=None, vmax=None,
-                     cbar_label: str | None = None, marker_size: float | None = None, path=None):
+                     cbar_label: str | None = None, marker_size: float | None = None, path=None,
+                     axes=None):
     """Flat map of one value over ``x_ras``, ``y_ras``: one panel per hemisphere.
 
     Parameters
@@ -528,6 +529,9 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         layer after the most preferred one; :func:`colour_scale_limit`); deeper layers share it.
     path : str or Path, optional
         Save ``<path>.png`` and ``<path>.pdf``.
+    axes : sequence of matplotlib Axes, optional
+        Draw into these (one per hemisphere, e.g. a row of a larger figure, with the colour bar
+        beside them) instead of a new figure; ``title`` then heads each panel.
 
     Returns
     -------
@@ -571,8 +575,15 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         norm = mcolors.Normalize(lo, hi if hi > lo else lo + 1e-9)
         label = cbar_label or (R2C_LABEL + " at the best layer" if value == "best_median_r2_test_c" else value)
     panels = [h for h in hemis]
-    fig = _new_figure((4.2 * len(panels) + 1.4, 4.4))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    own = axes is None
+    if own:
+        fig = _new_figure((4.2 * len(panels) + 1.4, 4.4))
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    else:
+        axes = list(axes)
+        if len(axes) != len(panels):
+            raise ValueError(f"{len(axes)} axes for {len(panels)} hemispheres")
+        fig = axes[0].get_figure()
     ms = marker_size if marker_size is not None else (14.0 if len(table) > 2000 else 30.0)
     sc = None
     for ax, h in zip(axes, panels):
@@ -585,9 +596,10 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         else:
             ax.text(0.5, 0.5, "no voxels", transform=ax.transAxes, ha="center", va="center")
         ax.set_aspect("equal", adjustable="box")
-        ax.set_title({"lh": "Left hemisphere", "rh": "Right hemisphere"}.get(h, h), fontsize=11)
-        ax.set_xlabel("x (flattened surface, mm)")
-        ax.set_ylabel("y (flattened surface, mm)")
+        side = {"lh": "Left hemisphere", "rh": "Right hemisphere"}.get(h, h)
+        ax.set_title(f"{title}\n{side}" if (title and own is False) else side, fontsize=10 if own is False else 11)
+        ax.set_xlabel("x (flattened surface, mm)", fontsize=9)
+        ax.set_ylabel("y (flattened surface, mm)", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.set_facecolor("#f2f2f2")
     from matplotlib.cm import ScalarMappable
@@ -601,7 +613,7 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         if vmax is not None and top < n:
             names[-1] = f"≥ {names[-1]}"
         cb.set_ticklabels(names, fontsize=8)
-    if title:
+    if title and own:
         fig.suptitle(title, fontsize=12)
     if path is not None:
         save_figure(fig, path)
@@ -609,7 +621,7 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
 
 
 def plot_best_r2_map(table: pd.DataFrame, hemis: Sequence[str] = HEMIS, title: str | None = None,
-                     vmin: float = 0.0, vmax: float = 1.0, path=None):
+                     vmin: float = 0.0, vmax: float = 1.0, path=None, axes=None, cbar_label: str | None = None):
     """Flat map of the clipped median noise-corrected r² at each voxel's best layer.
 
     ``table`` needs ``best_median_r2_test_c`` (per voxel, or per coordinate after
@@ -620,7 +632,7 @@ def plot_best_r2_map(table: pd.DataFrame, hemis: Sequence[str] = HEMIS, title: s
     3
     """
     return plot_surface_map(table, "best_median_r2_test_c", hemis=hemis, title=title, vmin=vmin,
-                            vmax=vmax, path=path)
+                            vmax=vmax, path=path, axes=axes, cbar_label=cbar_label)
 
 
 def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: int = 3, path=None):

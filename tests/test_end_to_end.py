@@ -18,6 +18,10 @@ def study(tmp_path_factory):
 
 
 ROI_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr", "n_participants"]
+#: figures per neural target added by issue #10: voxel maps (trained, permuted), best-r2 maps,
+#: preferred-layer histogram, ED vs score (trained, permuted)
+NEW_FIGURES = 6
+NEW_STUDY_FIGURES = 0
 DEMO_POOL = "DemoCNN;DemoTransformer"
 
 
@@ -26,8 +30,9 @@ def test_outputs_written(study):
     _, out, results = study
     drawn = set(results.figures)
     assert drawn == set((out / "figures").glob("*.png"))
-    assert len(drawn) == 2 * 8 + 1                    # 8 per neural target + the components
-    assert set(results.tables) == {p.stem for p in out.glob("*.csv")}   # every table by its file name
+    assert len(drawn) == 2 * (8 + NEW_FIGURES) + 1 + NEW_STUDY_FIGURES  # per neural target + the others
+    # every table by its file name (the per-voxel tables are streamed to disk, not held)
+    assert set(results.tables) | set(results.streamed_tables) == {p.stem for p in out.glob("*.csv")}
     pd.testing.assert_frame_equal(results.tables["across-models_NH2015"], pd.read_csv(out / "across-models_NH2015.csv"),
                                   check_exact=False, rtol=1e-15)
     for t in ("NH2015", "B2021"):
@@ -219,3 +224,148 @@ def test_missing_target_folder_and_single_model(tmp_path):
     assert df["source_model"].tolist() == ["spectemp"] and df["median_r2_test_c_mean"].iloc[0] > 0
     with pytest.raises(FileNotFoundError, match="B2021"):
         run_all(root, tmp_path / "out", models=["spectemp"], targets=["B2021"], progress=False)
+
+
+# --------------------------------------------------------------------------------------
+# voxel maps (issue #10, paper Fig. 6)
+# --------------------------------------------------------------------------------------
+VOXEL_COLUMNS = ["source_model", "randnetw", "voxel_id", "subj_idx", "hemi", "x_ras", "y_ras", "pos", "rel_pos",
+                 "best_median_r2_test_c"]
+
+
+def _r2c(out, target, model, randnetw, layers):
+    from fastenc.study.store import StudyStore
+    return np.stack([StudyStore(out).read(target, model, randnetw, layer, names=["r2_test_c"])["r2_test_c"]
+                     for layer in layers])
+
+
+@pytest.mark.parametrize("target", ["NH2015", "B2021"])
+def test_voxel_best_layer_is_argmax_of_clipped_medians(study, target):
+    """First principles for one model: per voxel the median over splits per layer, clipped at 1,
+    argmax over layers (1-based pos); explicit loop over voxels and layers."""
+    from fastenc.io import load_neural
+    from fastenc.registry import load_registry
+    data, out, results = study
+    t = pd.read_csv(out / f"voxel-best-layer_{target}.csv")
+    assert list(t.columns[:10]) == VOXEL_COLUMNS
+    nd = load_neural(data, target)
+    layers = load_registry(data).layers("DemoCNN")
+    vals = _r2c(out, target, "DemoCNN", False, layers)
+    got = t[(t.source_model == "DemoCNN") & ~t.randnetw].reset_index(drop=True)
+    assert len(got) == vals.shape[1] == len(nd.roi_meta)
+    n_ties = 0
+    np.random.seed(0)  # the study's tie rule (METHOD §5): seed 0, a draw per tied voxel in order
+    for v in range(vals.shape[1]):
+        med = [min(float(np.median(vals[li, v, :])), 1.0) for li in range(len(layers))]
+        best = max(med)
+        tied = [li for li, m in enumerate(med) if m == best]
+        if len(tied) > 1:
+            n_ties += 1
+            assert got.loc[v, "pos"] - 1 == np.random.choice(tied), v
+        else:
+            assert got.loc[v, "pos"] - 1 == tied[0], v
+        assert got.loc[v, "best_median_r2_test_c"] == best
+        assert got.loc[v, "rel_pos"] == pytest.approx((got.loc[v, "pos"] - 1) / (len(layers) - 1))
+        assert got.loc[v, "layer"] == layers[got.loc[v, "pos"] - 1]
+    assert n_ties < vals.shape[1] // 10  # a few voxels tie at the clip (r2_c >= 1 in two layers)
+    meta = nd.roi_meta
+    np.testing.assert_array_equal(got["voxel_id"], meta["voxel_id"])
+    np.testing.assert_array_equal(got["x_ras"], meta["x_ras"])
+    assert (got["hemi"] == meta["hemi"].astype(str)).all()
+    # every model version, once per voxel
+    assert len(t) == len(meta) * 5 and set(t.source_model) == {"DemoCNN", "DemoTransformer", "spectemp"}
+
+
+@pytest.mark.parametrize("target", ["NH2015", "B2021"])
+def test_voxel_maps_non_primary_prefer_deeper_layers(study, target):
+    """Planted truth in the maps: non-primary voxels prefer deeper layers than primary voxels
+    (trained networks), per voxel and in the median-over-models surface."""
+    from fastenc.io import load_neural
+    data, out, results = study
+    t = pd.read_csv(out / f"voxel-best-layer_{target}.csv")
+    roi = load_neural(data, target).roi_meta.set_index("voxel_id")["roi_label_general"]
+    t["roi"] = roi.reindex(t["voxel_id"]).to_numpy()
+    for m in ("DemoCNN", "DemoTransformer"):
+        d = t[(t.source_model == m) & ~t.randnetw]
+        prim = d.loc[d.roi == "Primary", "rel_pos"].mean()
+        non = d.loc[d.roi.isin(["Anterior", "Lateral", "Posterior"]), "rel_pos"].mean()
+        assert non > prim + 0.2, (m, prim, non)
+    # the median over models per coordinate: coordinates of primary voxels are shallower
+    med = results.voxels[target].model_surface
+    med = med[~med.randnetw]
+    vox = t[(t.source_model == "DemoCNN") & ~t.randnetw].copy()
+    vox["coord_id"] = [f"{int(x)}_{int(y)}" for x, y in zip(vox.x_ras, vox.y_ras)]
+    prim_coords = set(zip(vox.loc[vox.roi == "Primary", "hemi"], vox.loc[vox.roi == "Primary", "coord_id"]))
+    is_prim = np.array([(h, c) in prim_coords for h, c in zip(med.hemi, med.coord_id)])
+    assert med.loc[~is_prim, "rel_pos"].mean() > med.loc[is_prim, "rel_pos"].mean() + 0.2
+
+
+def test_voxel_surfaces_are_medians_over_subjects_then_models(study):
+    """voxel-median-subject: per (hemi, integer x, y) the median over the voxels there;
+    voxel-median-model: the median over the pooled models of those (explicit loops)."""
+    _, out, results = study
+    t = pd.read_csv(out / "voxel-best-layer_NH2015.csv")
+    subj = pd.read_csv(out / "voxel-median-subject_NH2015.csv")
+    med = pd.read_csv(out / "voxel-median-model_NH2015.csv")
+    per_model = {}
+    for m in ("DemoCNN", "DemoTransformer"):
+        d = t[(t.source_model == m) & ~t.randnetw]
+        s = subj[(subj.source_model == m) & ~subj.randnetw].set_index(["hemi", "coord_id"])
+        groups = {}
+        for h, x, y, p, r in zip(d.hemi, d.x_ras, d.y_ras, d.pos, d.rel_pos):
+            groups.setdefault((h, f"{int(x)}_{int(y)}"), []).append((p, r))
+        assert len(groups) == len(s)
+        for key, vs in groups.items():
+            assert s.loc[key, "pos"] == np.median([p for p, _ in vs])
+            assert s.loc[key, "rel_pos"] == pytest.approx(np.median([r for _, r in vs]))
+            assert s.loc[key, "n_voxels"] == len(vs)
+        per_model[m] = s["rel_pos"]
+    mm = med[~med.randnetw].set_index(["hemi", "coord_id"])
+    assert (mm["pooled_models"] == DEMO_POOL).all() and (mm["n_models"] == 2).all()
+    for key in list(mm.index)[:50]:
+        assert mm.loc[key, "rel_pos"] == pytest.approx(np.median([per_model[m][key] for m in per_model]))
+
+
+def test_export_surface_mat(study, tmp_path):
+    """--export-surface-mat: the study's .mat files per participant x hemisphere (vals, x_ras, y_ras)."""
+    import scipy.io
+
+    from fastenc.study.plan import build_plan
+    from fastenc.study.store import StudyStore
+    from fastenc.study.voxels import run_voxel_stage
+    data, out, _ = study
+    plan = build_plan(data, tmp_path, models=["DemoCNN"], targets=["NH2015"], progress=False)
+    vox = run_voxel_stage(plan, StudyStore(out), export_mat=True)["NH2015"]
+    folder = tmp_path / "surface-mat" / "DemoCNN" / "TYPE=subj-argmax_METRIC=median_r2_test_c_PLOTVAL=pos_NH2015"
+    t = pd.read_csv(tmp_path / "voxel-best-layer_NH2015.csv")
+    t = t[~t.randnetw]
+    f = scipy.io.loadmat(folder / "DemoCNN_1_lh.mat")
+    d = t[(t.subj_idx == 1) & (t.hemi == "lh")]
+    np.testing.assert_array_equal(f["vals"].ravel(), d["pos"])
+    np.testing.assert_array_equal(f["x_ras"].ravel(), d["x_ras"].astype(int))
+    n_subj = t.subj_idx.nunique()
+    assert len(list(folder.glob("*.mat"))) == n_subj * 2
+    assert any(p.name == "all-good-models_subj-avg_lh.mat" for p in vox.mat_files)
+    from fastenc.cli import _parser
+    assert _parser().parse_args(["run-all", "--export-surface-mat"]).export_surface_mat
+
+
+def test_dimensionality_table_is_ed_of_the_loaded_layers(study):
+    """dimensionality.csv: effective_dimensionality of each loaded layer (one model version), joined
+    with the layer's across-layer score; a rerun reuses the stored ED (same activations hash)."""
+    from fastenc.dimensionality import effective_dimensionality
+    from fastenc.io import open_model
+    data, out, results = study
+    d = pd.read_csv(out / "dimensionality.csv")
+    assert list(d.columns[:7]) == ["source_model", "randnetw", "layer", "pos", "rel_pos", "n_units", "ed"]
+    assert {"score_NH2015", "score_B2021"} <= set(d.columns)
+    assert len(d) == 1 + 2 * 6 + 2 * 5  # every layer of every version
+    got = d[(d.source_model == "DemoCNN") & d.randnetw].set_index("layer")
+    with open_model(data, "DemoCNN", randnetw=True) as acts:
+        for layer, X in acts.iter_layers():
+            assert got.loc[layer, "ed"] == pytest.approx(effective_dimensionality(X), rel=1e-12)
+            assert got.loc[layer, "n_units"] == X.shape[1]
+    curve = pd.read_csv(out / "across-layers_B2021.csv").set_index(["source_model", "randnetw", "layer"])
+    assert got.loc["conv3", "score_B2021"] == curve.loc[("DemoCNN", True, "conv3"), "median_r2_test_c_mean"]
+    for rn in ("", "_randnetw"):
+        assert (out / "figures" / f"dimensionality-vs-score{rn}_NH2015.png").is_file()

@@ -6,8 +6,10 @@ The plotting functions live in :mod:`fastenc.figures`; this module only picks th
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import analysis as an
@@ -18,14 +20,24 @@ from .results import StudyResults
 __all__ = ["draw_figures"]
 
 
-def draw_figures(results: StudyResults, registry) -> list:
-    """Draw the figures of ``results`` into ``<out>/figures``; returns the PNG paths."""
-    from .. import figures  # matplotlib: imported only when drawing
+def draw_figures(results: StudyResults, registry, workers: int | None = None) -> list:
+    """Draw the figures of ``results`` into ``<out>/figures``; returns the PNG paths.
 
+    Figures are independent jobs: with ``workers`` > 1 (default: the CPU count, at most 4) they
+    are drawn by that many forked processes (matplotlib draws on one core), else in this process.
+    Figures whose models are absent are listed with the reason in ``results.skipped`` and
+    ``figures/SKIPPED.txt``.
+    """
+    from .. import figures as _figures  # matplotlib: imported only when drawing
+
+    jobs = []
+    figures = _Jobs(_figures, jobs)
     fig_dir = Path(results.out) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     names = {m: registry.display_name(m) for m in registry.model_names()}
     drawn = []
+    skipped = results.skipped
+    skipped.clear()
 
     def path(name):
         drawn.append(fig_dir / f"{name}.png")
@@ -67,6 +79,24 @@ def draw_figures(results: StudyResults, registry) -> list:
                                       category_names=[cats[b] for b in bounds[:-1]],
                                       title=f"{t}: human representational similarity per ROI",
                                       path=path(f"rsa_roi-matrices_{t}"))
+    dim = results.dimensionality
+    if dim is not None and len(dim):
+        from ..dimensionality import plot_dimensionality_vs_score
+        for t in results.regression:
+            col = f"score_{t}"
+            for rn in (False, True):
+                d = dim[(dim["randnetw"] == rn)].dropna(subset=["ed", col]) if col in dim else dim.iloc[:0]
+                if not len(d):
+                    continue
+                d = d.assign(model=[names.get(m, m) for m in d["source_model"]])
+                jobs.append((plot_dimensionality_vs_score, (d,), {
+                    "y": col, "ylabel": f"{t}: median noise-corrected R² of the layer\n(mean over participants)",
+                    "title": f"{t}: effective dimensionality vs prediction, every layer"
+                             f"{' (permuted networks)' if rn else ''}",
+                    "log_x": bool(d["ed"].max() > 10 * d["ed"].min()),  # log axis only over decades
+                    "path": path(f"dimensionality-vs-score{'_randnetw' if rn else ''}_{t}")}))
+    for t, vox in results.voxels.items():
+        _voxel_figures(vox, t, registry, names, path, skipped, jobs)
     for comp in results.components.values():
         if len(comp.across_models):
             trained = comp.across_models[~comp.across_models["randnetw"]]
@@ -75,7 +105,140 @@ def draw_figures(results: StudyResults, registry) -> list:
             figures.plot_components(scores, errors, display_names=names,
                                     spectemp=SPECTEMP if SPECTEMP in scores.index else None,
                                     path=path("components_NH2015comp"))
+    _run_jobs(jobs, workers)
+    _write_skipped(fig_dir, skipped)
     return drawn
+
+
+class _Jobs:
+    """Stands for a plotting module: ``jobs_module.plot_x(...)`` queues ``(plot_x, args, kwargs)``."""
+
+    def __init__(self, module, jobs):
+        self._module, self._jobs = module, jobs
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+
+        def queue(*args, **kwargs):
+            self._jobs.append((fn, args, kwargs))
+        return queue
+
+
+def _draw(fn, args, kwargs) -> None:
+    fn(*args, **kwargs)  # saves the figure; the Figure itself is not sent back
+
+
+def _run_jobs(jobs, workers=None) -> None:
+    import multiprocessing as mp
+    workers = min(os.cpu_count() or 1, 4) if workers is None else int(workers)
+    workers = min(workers, len(jobs))
+    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        for fn, args, kwargs in jobs:
+            _draw(fn, args, kwargs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+        futures = [pool.submit(_draw, fn, args, kwargs) for fn, args, kwargs in jobs]
+        for f in futures:
+            f.result()  # re-raises a job's error
+
+
+def _write_skipped(fig_dir: Path, skipped: list) -> None:
+    p = fig_dir / "SKIPPED.txt"
+    if not skipped:
+        p.unlink(missing_ok=True)
+        return
+    lines = ["Figures not drawn in this run, and why (they need models that are not present).", ""]
+    lines += [f"{name}: {why}" for name, why in skipped]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+#: rows (model versions) per page of the voxel-map figures
+MAP_ROWS = 6
+
+
+def _pages(items, k=MAP_ROWS):
+    pages = [items[i:i + k] for i in range(0, len(items), k)]
+    return [(f"_p{i + 1}" if len(pages) > 1 else "", p) for i, p in enumerate(pages)]
+
+
+def _voxel_figures(vox, target, registry, names, path, skipped, jobs) -> None:
+    """Fig. 6 in Python: flat maps of the preferred layer (median subject per coordinate) per model
+    version, with the study's colour scale (capped at the layer after the most preferred one), and
+    of the median over models (relative position); maps of the best r2_c; preferred-layer
+    histograms. Queues the drawing in ``jobs``."""
+    from .. import voxelmaps as vm
+
+    subj, cnt, med = vox.subject_surface, vox.layer_counts, vox.model_surface
+    versions = list(dict.fromkeys(zip(subj["source_model"], subj["randnetw"])))
+    multi = [(m, rn) for m, rn in versions if len(registry.layers(m)) >= 2]
+    single = sorted({m for m, _ in versions if len(registry.layers(m)) < 2})
+    if single:
+        skipped.append((f"voxel-maps_{target} ({', '.join(single)})",
+                        "one layer only: every voxel prefers it, so there is no layer map (the best-r2 map is drawn)"))
+    limit = cnt.groupby(["source_model", "randnetw"])["colour_scale_max_pos"].first()
+
+    def label(m, rn):
+        return f"{names.get(m, m)}{' (permuted)' if rn else ''}"
+
+    def version(m, r):
+        return subj[(subj["source_model"] == m) & (subj["randnetw"] == r)][
+            ["hemi", "x_ras", "y_ras", "pos", "best_median_r2_test_c"]]
+
+    for rn in (False, True):
+        rows = [("pos", version(m, r), registry.layers(m), int(limit[(m, r)]), label(m, r))
+                for m, r in multi if r == rn]
+        if not rows:
+            continue
+        med_rn = None if med is None else med[med["randnetw"] == rn]
+        if med_rn is not None and len(med_rn):
+            n = len(med_rn["pooled_models"].iloc[0].split(";"))
+            rows.append(("rel_pos", med_rn[["hemi", "x_ras", "y_ras", "rel_pos"]], None, None,
+                         f"Median over {n} model{'s' if n != 1 else ''}{' (permuted)' if rn else ''}"))
+        for suffix, page in _pages(rows):
+            jobs.append((_map_page, (page, f"{target}: preferred layer per voxel (median over participants per "
+                                           f"surface position){', permuted networks' if rn else ''}",
+                                     path(f"voxel-maps{'_randnetw' if rn else ''}_{target}{suffix}")), {}))
+    # best r2_c at each voxel's best layer, every version (spectemp too), one colour scale
+    vmax = float(np.nanmax(subj["best_median_r2_test_c"])) if len(subj) else 1.0
+    vmax = min(1.0, max(0.1, np.ceil(vmax * 10) / 10))
+    rows = [("best_median_r2_test_c", version(m, r), None, vmax, label(m, r)) for m, r in versions]
+    for suffix, page in _pages(rows):
+        jobs.append((_map_page, (page, f"{target}: median noise-corrected R² at each voxel's best layer "
+                                       "(median over participants per surface position)",
+                                 path(f"voxel-best-r2_{target}{suffix}")), {}))
+    if multi:
+        tabs, layer_names = {}, {}
+        for m, r in multi:
+            c = cnt[(cnt["source_model"] == m) & (cnt["randnetw"] == r)]
+            tabs[label(m, r)] = pd.DataFrame({"pos": np.repeat(c["pos"].to_numpy(), c["n_voxels"].to_numpy())})
+            layer_names[label(m, r)] = registry.layers(m)
+        jobs.append((vm.plot_layer_histogram, (tabs, layer_names),
+                     {"ncols": 4, "title": f"{target}: preferred layer of the voxels",
+                      "path": path(f"voxel-layer-histogram_{target}")}))
+
+
+def _map_page(rows, title, path) -> None:
+    """One page of flat maps: a row of two hemispheres per entry ``(value, table, layer_names,
+    vmax, label)``; a fixed grid (no layout solver: these figures have many panels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .. import voxelmaps as vm
+
+    h = 3.4 * len(rows) + 0.7
+    fig = Figure(figsize=(10.4, h))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    fig.subplots_adjust(left=0.08, right=0.9, top=1 - 0.75 / h, bottom=0.45 / h, hspace=0.5, wspace=0.28)
+    for row, (value, table, layer_names, vmax, label) in zip(axes, rows):
+        if value == "best_median_r2_test_c":
+            vm.plot_best_r2_map(table, axes=row, vmin=0.0, vmax=vmax, title=label,
+                                cbar_label="Median noise-corrected R²\nat the best layer")
+        else:
+            vm.plot_surface_map(table, value, layer_names=layer_names, axes=row, vmax=vmax, title=label)
+    fig.suptitle(title, fontsize=12, y=1 - 0.2 / h)
+    vm.save_figure(fig, path)
 
 
 def _plot_curves(figures, curves, names, target, path):

@@ -53,14 +53,16 @@ class TargetBundle:
     #: input record of this target's units, all but the activations (see fastenc.study.store.INPUT_KINDS)
     inputs: dict | None = None
     mean_responses: np.ndarray | None = field(default=None, repr=False)
+    #: per voxel ``voxel_id, subj_idx, hemi, x_ras, y_ras`` (the voxel maps); None for components
+    voxel_meta: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def kept(self) -> np.ndarray:
         return self.targets.kept
 
     def for_regression(self) -> "TargetBundle":
-        """This bundle without what only the RSA needs (smaller to scatter to workers)."""
-        return replace(self, mean_responses=None)
+        """This bundle without what only the RSA and the voxel maps need (smaller to scatter to workers)."""
+        return replace(self, mean_responses=None, voxel_meta=None)
 
 
 def load_target_bundle(data_dir, name, splits, alphas, nan_policy="raise") -> TargetBundle:
@@ -79,14 +81,16 @@ def load_target_bundle(data_dir, name, splits, alphas, nan_policy="raise") -> Ta
                                     np.array(nd.target_names, dtype=str)),
               "splits": fingerprint(splits),
               "alphas": fingerprint(alphas)}
-    subj = roi = None
+    subj = roi = vmeta = None
     if nd.roi_meta is not None:
         subj = nd.roi_meta["subj_idx"].to_numpy()
         roi = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+        cols = [c for c in ("voxel_id", "subj_idx", "hemi", "x_ras", "y_ras") if c in nd.roi_meta.columns]
+        vmeta = nd.roi_meta[cols].reset_index(drop=True) if len(cols) == 5 else None
     mean = nd.Y.mean(axis=2) if (name in NEURAL_TARGETS and nd.Y.ndim == 3) else None
     return TargetBundle(name=name, targets=tg, target_names=list(nd.target_names), fingerprint=combine(inputs),
                         repeated=nd.has_repetitions, subj_idx=subj, roi_labels=roi, inputs=inputs,
-                        mean_responses=mean)
+                        mean_responses=mean, voxel_meta=vmeta)
 
 
 def check_data_root(data_dir) -> Path:

@@ -1,5 +1,9 @@
 """Regression stage (METHOD §2-§4): every (target, model version, layer) unit, stored and reused.
 
+The same task records the effective dimensionality of each layer (METHOD §9) while the layer is
+loaded: ``<out>/dimensionality/<model>[_randnetw].csv`` with each layer's activation hash, reused
+while the hash (and the method) is unchanged, so the activations are never read twice.
+
 One task per model version (model, trained/permuted): the activations of the version are read
 once (per-sound pickles once per model, not once per layer), every layer is hashed (to check the
 stored units) and scored against every target dataset. A unit is reused only when its stored
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..dimensionality import effective_dimensionality
 from ..io import open_model
 from ..scoring import score_layer
 from .store import RecomputeLog, StudyStore, fingerprint
@@ -41,6 +46,9 @@ def regress_model(data_dir, out, model, randnetw, bundles, registry, splits, alp
     store = StudyStore(out)
     spec = registry.spec(model)
     report = []
+    prev = None if overwrite else store.ed_read(model, randnetw)
+    prev = {} if prev is None else {r["layer"]: r for r in prev.to_dict("records")}
+    ed_rows, ed_changed = [], overwrite or not prev
     with open_model(data_dir, model, randnetw=randnetw, registry=registry) as acts:
         for layer in spec.layers:
             try:
@@ -50,6 +58,11 @@ def regress_model(data_dir, out, model, randnetw, bundles, registry, splits, alp
                     raise
                 raise type(e)(f"{e} [model {model}{' (randnetw)' if randnetw else ''}, layer {layer}]") from e
             x_hash = fingerprint(X)
+            row = prev.get(layer)
+            if row is None or row.get("activations") != x_hash:  # ED of the layer (METHOD §9), by its hash
+                row = {"layer": layer, "n_units": int(X.shape[1]), "ed": _ed(X), "activations": x_hash}
+                ed_changed = True
+            ed_rows.append(row)
             for b in bundles:
                 inputs = {**_bundle_inputs(b), "activations": x_hash}
                 state, reason = ("overwrite", "overwrite") if overwrite else \
@@ -69,7 +82,18 @@ def regress_model(data_dir, out, model, randnetw, bundles, registry, splits, alp
                 report.append((b.name, layer, status, reason))
                 if on_unit:
                     on_unit(b.name, model, randnetw, layer, status, reason)
+    if ed_changed or len(prev) != len(ed_rows):
+        store.ed_write(model, randnetw, pd.DataFrame(ed_rows, columns=["layer", "n_units", "ed", "activations"]))
     return report
+
+
+def _ed(X) -> float:
+    """Effective dimensionality of one layer (METHOD §9, the study's options); NaN where it is
+    undefined (non-finite activations are reported by the scoring)."""
+    try:
+        return effective_dimensionality(X, **StudyStore.ED_OPTIONS)
+    except ValueError:
+        return float("nan")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RegressionTables", "ComponentTables", "RSATables", "StudyResults"]
+__all__ = ["RegressionTables", "ComponentTables", "RSATables", "VoxelTables", "StudyResults"]
 
 
 @dataclass
@@ -68,6 +68,29 @@ class RSATables:
               "roi_vs_roi": "rsa_roi-vs-roi"}
 
 
+@dataclass
+class VoxelTables:
+    """Voxel maps (paper Fig. 6) and per-ROI across-layer curves of one neural target
+    (:mod:`fastenc.study.voxels`)."""
+
+    #: ``voxel-best-layer_<t>.csv``: best layer of every voxel of every model version, written one
+    #: version at a time and not held in memory (read it with ``pandas.read_csv``)
+    best_layer_path: Path
+    #: median subject per flattened-surface coordinate, per model version; ``voxel-median-subject_<t>``
+    subject_surface: pd.DataFrame
+    #: median over the pooled models per coordinate, trained and permuted; ``voxel-median-model_<t>``
+    model_surface: pd.DataFrame | None
+    #: preferred-layer voxel counts per version and the colour-scale limit; ``voxel-layer-counts_<t>``
+    layer_counts: pd.DataFrame
+    #: across-layer curves per anatomical ROI; ``across-layers-roi_<t>``
+    across_layers_roi: pd.DataFrame | None = None
+    #: the study's ``.mat`` files written (``--export-surface-mat``)
+    mat_files: list = field(default_factory=list)
+
+    _files = {"subject_surface": "voxel-median-subject", "model_surface": "voxel-median-model",
+              "layer_counts": "voxel-layer-counts", "across_layers_roi": "across-layers-roi"}
+
+
 def _named(by_target: dict) -> dict:
     out = {}
     for t, tabs in by_target.items():
@@ -94,6 +117,14 @@ class StudyResults:
         ``"NH2015comp"`` -> :class:`ComponentTables` (when that target ran).
     rsa : dict
         Neural target -> :class:`RSATables` (empty without the RSA stage).
+    voxels : dict
+        Neural target -> :class:`VoxelTables` (voxel maps, per-ROI across-layer curves).
+    dimensionality : DataFrame or None
+        Effective dimensionality of every layer with the layer's score; ``dimensionality``.
+    consistency : DataFrame or None
+        Correlations across models between targets / methods / versions; ``consistency``.
+    skipped : list of (figure, reason)
+        Figures not drawn because the models they need are absent (also ``figures/SKIPPED.txt``).
     figures : list of Path
         Figures drawn (PNG; a PDF beside each).
     elapsed_s : float
@@ -112,13 +143,27 @@ class StudyResults:
     regression: dict
     components: dict = field(default_factory=dict)
     rsa: dict = field(default_factory=dict)
+    voxels: dict = field(default_factory=dict)
+    dimensionality: pd.DataFrame | None = None
+    consistency: pd.DataFrame | None = None
     figures: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
     elapsed_s: float = float("nan")
 
     @property
     def tables(self) -> dict:
-        """Every table written under :attr:`out`, by file name without ``.csv``."""
-        return {**_named(self.regression), **_named(self.components), **_named(self.rsa)}
+        """Every table written under :attr:`out` and held in memory, by file name without ``.csv``
+        (the per-voxel tables are in :attr:`streamed_tables`)."""
+        extra = {k: v for k, v in (("dimensionality", self.dimensionality), ("consistency", self.consistency))
+                 if v is not None}
+        return {**_named(self.regression), **_named(self.components), **_named(self.rsa),
+                **_named(self.voxels), **extra}
+
+    @property
+    def streamed_tables(self) -> dict:
+        """Tables written one model version at a time and not held in memory (file name without
+        ``.csv`` -> path): ``voxel-best-layer_<t>``."""
+        return {f"voxel-best-layer_{t}": v.best_layer_path for t, v in self.voxels.items()}
 
     @property
     def targets(self) -> list:

@@ -1,4 +1,5 @@
-"""The whole study, end to end: ``run_all`` = plan → regression → analysis → RSA → figures.
+"""The whole study, end to end: ``run_all`` = plan → regression → analysis → voxel maps →
+dimensionality → RSA → figures.
 
 Work is organised in units (target dataset × model × trained/permuted × layer, and target ×
 model version for the RSA), each stored atomically by :class:`fastenc.study.store.StudyStore`
@@ -24,7 +25,9 @@ from .plan import StudyPlan, build_plan, check_data_root, default_demo_dir
 from .regression import run_regression_stage
 from .results import StudyResults
 from .rsa import run_rsa_stage
+from .dimensionality import run_dimensionality_stage
 from .store import RecomputeLog, StudyStore
+from .voxels import run_voxel_stage
 
 __all__ = ["run_all", "run_regression", "kernels_cached"]
 
@@ -67,7 +70,7 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
 
 def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
             overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None,
-            rsa_corrected=False, manifest=None, nan_policy="raise") -> StudyResults:
+            rsa_corrected=False, manifest=None, nan_policy="raise", export_surface_mat=False) -> StudyResults:
     """Run the whole study: regression, analysis, RSA and figures.
 
     Parameters
@@ -104,6 +107,10 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     nan_policy : {"raise", "omit"}
         NaN/inf in a voxel's responses: an error naming it (default), or leave the voxel out of
         the regression (its scores are NaN), of the analyses and of the RSA.
+    export_surface_mat : bool
+        Also write the study's ``.mat`` files of the voxel maps (``vals``, ``x_ras``, ``y_ras``; per
+        participant x hemisphere, median subject, median over models) under ``<out>/surface-mat/``,
+        for the FreeSurfer route of the study.
 
     Returns
     -------
@@ -134,6 +141,10 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     bar = Progress(len(plan.work) * len(plan.bundles), "analysis  ", enabled=progress)
     regression, components = run_analysis_stage(plan, store, progress=bar)
     results = StudyResults(out=Path(out), regression_units=units, regression=regression, components=components)
+    n_vox = len(plan.work) * len(plan.neural_targets)
+    results.voxels = run_voxel_stage(plan, store, export_mat=export_surface_mat,
+                                     progress=Progress(n_vox, "voxel maps", enabled=progress) if n_vox else None)
+    results.dimensionality = run_dimensionality_stage(plan, store, regression)
     if rsa:
         results.rsa = run_rsa_stage(plan, store, executor, log,
                                     progress=lambda n: Progress(n, "rsa       ", enabled=progress),

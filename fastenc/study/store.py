@@ -163,6 +163,40 @@ class StudyStore:
             raise FileNotFoundError(f"no RSA result for {target}/{model}{' (randnetw)' if randnetw else ''}: {p}")
         return pd.read_csv(p)
 
+    # -- effective dimensionality per layer: <out>/dimensionality/<model>[_randnetw].csv --------
+    #: options of :func:`fastenc.dimensionality.effective_dimensionality` used by the study
+    ED_OPTIONS = {"demean_units": True, "scale_units": False, "center_sounds": True}
+
+    def ed_cache(self) -> "TableCache":
+        return TableCache(self.out / "dimensionality")
+
+    @staticmethod
+    def ed_name(model, randnetw) -> str:
+        return f"{_safe(model)}{'_randnetw' if randnetw else ''}"
+
+    def ed_inputs(self, layer_hashes) -> dict:
+        """Input record of a version's ED table: method, ED options and its layers' activation hashes."""
+        return {"method": method_version(), "ed": json.dumps(self.ED_OPTIONS, sort_keys=True),
+                "activations": combine({f"{i}:{h}": h for i, h in enumerate(layer_hashes)})}
+
+    def ed_read(self, model, randnetw, current_only=True) -> pd.DataFrame | None:
+        """The stored ED rows of one version (``layer, n_units, ed, activations``; the last column
+        is each layer's activation hash, against which a caller checks reuse), or None when there
+        are none, the table is damaged, or (``current_only``) it was computed by another method or
+        with other ED options."""
+        cache, name = self.ed_cache(), self.ed_name(model, randnetw)
+        record = cache.record(name)
+        if record is None:
+            return None
+        if current_only:
+            want = self.ed_inputs([])
+            if any(str(record.get(k)) != str(want[k]) for k in ("method", "ed")):
+                return None
+        return pd.read_csv(cache.path(name), dtype={"layer": str, "activations": str})
+
+    def ed_write(self, model, randnetw, df: pd.DataFrame) -> Path:
+        return self.ed_cache().write(self.ed_name(model, randnetw), df, self.ed_inputs(df["activations"]))
+
     # -- regression units -------------------------------------------------------------------
 
     def path(self, target: str, model: str, randnetw: bool, layer: str) -> Path:
@@ -252,7 +286,7 @@ class StudyStore:
     def cleanup_partial(self) -> int:
         """Remove temporary files left by killed runs (regression units, RSA tables); returns how many."""
         n = 0
-        for root in (self.out / "regression", self.out / "rsa", self.out / "rsa-corrected"):
+        for root in (self.out / "regression", self.out / "rsa", self.out / "rsa-corrected", self.out / "dimensionality"):
             if root.exists():
                 for tmp in root.rglob(".*.tmp-*"):
                     tmp.unlink(missing_ok=True)
@@ -304,6 +338,19 @@ class TableCache:
             return "incomplete", "table and input record of different writes"
         reason = stale_reason(record.get("inputs") or {}, inputs)
         return ("stale", reason) if reason else ("current", None)
+
+    def record(self, name: str) -> dict | None:
+        """The stored input record of table ``name`` when the table and its record are intact and
+        of one write; else None."""
+        p, r = self.path(name), self._record_path(name)
+        try:
+            record = json.loads(r.read_text())
+            table = hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("table") != table:
+            return None
+        return record.get("inputs") or {}
 
     def write(self, name: str, df: pd.DataFrame, inputs) -> Path:
         """Write the table and then its input record, each atomically."""
