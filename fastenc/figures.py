@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from . import analysis as _an
 
 __all__ = ["plot_across_models", "plot_across_layers", "plot_components", "plot_roi_best_layer",
-           "plot_rsa_across_models", "plot_roi_matrices", "save_figure"]
+           "plot_rsa_across_models", "plot_roi_matrices", "plot_across_layers_roi", "save_figure"]
 
 R2C_LABEL = "Median noise-corrected R²"
 TRAINED_COLOR = "#2b6cb0"
@@ -490,6 +490,55 @@ def plot_roi_matrices(rsms: Mapping[str, np.ndarray], roi_corr: pd.DataFrame | N
         ax.set_title("ROI vs ROI\n(Spearman of train RSMs,\nmean over participants and splits)", fontsize=9)
         fig.colorbar(im2, ax=ax, shrink=0.8)
     fig.suptitle(title, fontsize=12)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary", "Anterior", "Lateral", "Posterior"),
+                           display_names: Mapping[str, str] | None = None,
+                           title: str = "Prediction across model stages per anatomical ROI", path=None) -> Figure:
+    """Across-layer curves per anatomical ROI: one column per ROI, trained networks (top row) and
+    permuted (bottom row, when present); one line per model over the relative layer position
+    (0 = first, 1 = last), mean over participants ± within-subject SEM shaded.
+
+    ``table``: ``across-layers-roi_<target>.csv`` rows (models with one layer are left out).
+    """
+    d = table[table.groupby(["source_model", "randnetw"])["layer"].transform("nunique") >= 2]
+    present = [r for r in rois if (d["roi"] == r).any()]
+    if not present:
+        raise ValueError(f"no rows for ROIs {list(rois)}")
+    rows = [rn for rn in (False, True) if (d["randnetw"].astype(bool) == rn).any()]
+    models = list(dict.fromkeys(d["source_model"]))
+    from matplotlib import colormaps
+    cmap = colormaps["tab20" if len(models) > 10 else "tab10"]
+    colors = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+    fig = _new_figure((3.3 * len(present) + 1.8, 2.9 * len(rows) + 0.9))
+    axes = fig.subplots(len(rows), len(present), sharey=True, sharex=True, squeeze=False)
+    top = 0.0
+    for i, rn in enumerate(rows):
+        for j, roi in enumerate(present):
+            ax = axes[i, j]
+            g = d[(d["roi"] == roi) & (d["randnetw"].astype(bool) == rn)]
+            for m, c in g.groupby("source_model", sort=False):
+                c = c.sort_values("layer_pos")
+                x = c["layer_pos"].to_numpy() / max(len(c) - 1, 1)
+                mu, se = c["median_r2_test_c_mean"].to_numpy(), c["median_r2_test_c_yerr"].to_numpy()
+                ax.plot(x, mu, "-o", ms=2.5, lw=1.4, color=colors[m], label=_name(m, display_names))
+                ax.fill_between(x, mu - se, mu + se, color=colors[m], alpha=0.2, lw=0)
+                top = max(top, float(np.nanmax(mu + se)))
+            n = int(g["n_participants"].max()) if len(g) else 0
+            ax.set_title(f"{roi}{' (permuted)' if rn else ''}, n = {n}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.spines[["top", "right"]].set_visible(False)
+            if i == len(rows) - 1:
+                ax.set_xlabel("Relative layer position", fontsize=9)
+        axes[i, 0].set_ylabel(R2C_LABEL, fontsize=9)
+    axes[0, 0].set_ylim(0, top * 1.1 + 0.02)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+    fig.suptitle(f"{title}\n(mean over participants of the median over the ROI's voxels ± within-subject SEM)",
+                 fontsize=11)
     if path is not None:
         save_figure(fig, path)
     return fig

@@ -19,8 +19,8 @@ def study(tmp_path_factory):
 
 ROI_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr", "n_participants"]
 #: figures per neural target added by issue #10: voxel maps (trained, permuted), best-r2 maps,
-#: preferred-layer histogram, ED vs score (trained, permuted)
-NEW_FIGURES = 6
+#: preferred-layer histogram, ED vs score (trained, permuted), across-layers per ROI, RSA per ROI
+NEW_FIGURES = 8
 NEW_STUDY_FIGURES = 0
 DEMO_POOL = "DemoCNN;DemoTransformer"
 
@@ -369,3 +369,29 @@ def test_dimensionality_table_is_ed_of_the_loaded_layers(study):
     assert got.loc["conv3", "score_B2021"] == curve.loc[("DemoCNN", True, "conv3"), "median_r2_test_c_mean"]
     for rn in ("", "_randnetw"):
         assert (out / "figures" / f"dimensionality-vs-score{rn}_NH2015.png").is_file()
+
+
+def test_across_layers_per_roi_is_the_curve_of_the_roi_voxels(study):
+    """across-layers-roi: per participant the median over the ROI's voxels of the clipped median
+    r2_c per layer, then mean over participants ± within-subject SEM (explicit loop, one ROI)."""
+    from fastenc.io import load_neural
+    from fastenc.registry import load_registry
+    from fastenc.stats import within_subject_sem
+    data, out, _ = study
+    got = pd.read_csv(out / "across-layers-roi_NH2015.csv")
+    nd = load_neural(data, "NH2015")
+    layers = load_registry(data).layers("DemoTransformer")
+    vals = _r2c(out, "NH2015", "DemoTransformer", False, layers)
+    subj = nd.roi_meta["subj_idx"].to_numpy()
+    lab = nd.roi_meta["roi_label_general"].to_numpy(dtype=object)
+    per = []
+    for s in np.unique(subj):
+        m = (subj == s) & (lab == "Lateral")
+        per.append([np.median([min(np.median(vals[li, v]), 1.0) for v in np.flatnonzero(m)])
+                    for li in range(len(layers))])
+    per = np.array(per)
+    g = got[(got.source_model == "DemoTransformer") & ~got.randnetw & (got.roi == "Lateral")].sort_values("layer_pos")
+    assert list(g["layer"]) == layers and (g["n_participants"] == len(per)).all()
+    np.testing.assert_allclose(g["median_r2_test_c_mean"], per.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(g["median_r2_test_c_yerr"], within_subject_sem(per), rtol=1e-12)
+    assert set(got.roi) == {"Primary", "Anterior", "Lateral", "Posterior"}

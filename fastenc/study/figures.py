@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import analysis as an
-from ..constants import SPECTEMP
+from ..constants import ROI_ORDER, SPECTEMP
 from .analysis import baseline
 from .results import StudyResults
 
@@ -65,9 +65,20 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
                     figures.plot_roi_best_layer(roi, pvalues=tabs.best_layer_roi_wilcoxon, randnetw=rn,
                                                 display_names=names, title=f"{t}: {what}",
                                                 path=path(f"{prefix}best-layer-roi{'_randnetw' if rn else ''}_{t}"))
+        vox = results.voxels.get(t)
+        if vox is not None and vox.across_layers_roi is not None and len(vox.across_layers_roi):
+            if (vox.across_layers_roi.groupby(["source_model", "randnetw"])["layer"].transform("nunique") >= 2).any():
+                figures.plot_across_layers_roi(vox.across_layers_roi, display_names=names,
+                                               title=f"{t}: prediction across model stages per anatomical ROI",
+                                               path=path(f"across-layers-roi_{t}"))
         r = results.rsa.get(t)
         if r is None:
             continue
+        if len(r.across_models) and r.across_models["roi"].isin(ROI_ORDER).any():
+            figures.plot_rsa_per_roi(r.across_models, display_names=names,
+                                     spectemp=baseline(r.across_models["source_model"]),
+                                     title=f"{t}: human–model RSA per anatomical ROI (each ROI's noise ceiling)",
+                                     path=path(f"rsa_per-roi_{t}"))
         if len(r.across_models):
             figures.plot_rsa_across_models(r.across_models, display_names=names, title=f"{t}: human–model RSA",
                                            spectemp=baseline(r.across_models["source_model"]),
