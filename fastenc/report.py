@@ -190,7 +190,8 @@ def write_report(out, provenance: Mapping[str, object] | None = None, skipped: S
     skipped = list(skipped or [])
     skip_file = out / "figures" / "SKIPPED.txt"
     if skip_file.is_file():
-        skipped += [ln.strip() for ln in skip_file.read_text().splitlines() if ln.strip()]
+        # "figure: why" lines (the file's header line has no ": ")
+        skipped += [ln.strip() for ln in skip_file.read_text().splitlines() if ": " in ln]
     skip_html = ("<div class=note><b>Not drawn</b> (the models they need are not present):<ul>"
                  + "".join(f"<li>{html.escape(s)}</li>" for s in dict.fromkeys(skipped)) + "</ul></div>"
                  if skipped else "")

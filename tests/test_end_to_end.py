@@ -395,3 +395,16 @@ def test_across_layers_per_roi_is_the_curve_of_the_roi_voxels(study):
     np.testing.assert_allclose(g["median_r2_test_c_mean"], per.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(g["median_r2_test_c_yerr"], within_subject_sem(per), rtol=1e-12)
     assert set(got.roi) == {"Primary", "Anterior", "Lateral", "Posterior"}
+
+
+def test_report_page_holds_the_run(study):
+    """run-all writes report.html: the headline numbers of the CSV, every figure, the provenance."""
+    import re
+    _, out, tables = study
+    page = (out / "report.html").read_text()
+    head = pd.read_csv(out / "across-models_NH2015.csv")
+    for v in head["median_r2_test_c_mean"]:
+        assert f"{v:.3f}" in page
+    assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', page)) == len(list((out / "figures").glob("*.png")))
+    assert "method version" in page and "RandomState(0)" in page
+    assert tables.report == out / "report.html"

@@ -129,6 +129,8 @@ class StudyResults:
         Figures drawn (PNG; a PDF beside each).
     elapsed_s : float
         Wall time of the run.
+    report : Path or None
+        ``<out>/report.html`` (written with the figures).
 
     Examples
     --------
@@ -149,6 +151,7 @@ class StudyResults:
     figures: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     elapsed_s: float = float("nan")
+    report: Path | None = None
 
     @property
     def tables(self) -> dict:

@@ -68,6 +68,35 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
     return df
 
 
+def _write_report(results, plan, t0) -> Path:
+    """``<out>/report.html`` with the run's provenance (docs/outputs.md)."""
+    import platform
+    import sys
+    from datetime import datetime, timezone
+
+    from .. import __version__
+    from ..report import write_report
+    from ..store import method_version
+    prov = {
+        "fastenc version": __version__,
+        "method version (results reused only when equal)": method_version(),
+        "command line": " ".join(sys.argv) if sys.argv and sys.argv[0] else "(Python API)",
+        "data root": plan.data_dir,
+        "data fingerprints": "; ".join(f"{b.name}: {b.fingerprint}" for b in plan.bundles.values()),
+        "models": ", ".join(f"{m}{' (permuted)' if r else ''}" for m, r in plan.work),
+        "registry": f"{len(plan.registry.model_names())} models (the study's 36 and any from a manifest)",
+        "seeds": "splits: numpy RandomState(0) (10 splits, 83/82); best layer on independent splits: "
+                 "legacy global stream seeded 0..9, ties re-seeded 0; subject bootstrap and component "
+                 "permutations: seed 0, 10,000 resamples",
+        "RSA": "corrected (Spearman ceiling, SEM over participants)" if plan.rsa_corrected
+               else "study's quirks (Pearson ceiling, SEM over models)",
+        "run time": f"{time.perf_counter() - t0:.1f} s, finished "
+                    f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+    return write_report(results.out, provenance=prov)  # skipped figures: from figures/SKIPPED.txt
+
+
 def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
             overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None,
             rsa_corrected=False, manifest=None, nan_policy="raise", export_surface_mat=False) -> StudyResults:
@@ -153,6 +182,8 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
         results.figures = draw_figures(results, plan.registry)
     results.elapsed_s = time.perf_counter() - t0
+    if figures:
+        results.report = _write_report(results, plan, t0)
     if progress:
         n = results.counts()
         say(f"run-all finished in {results.elapsed_s:.1f} s ({n['done'] + n['recomputed']} units computed, "
