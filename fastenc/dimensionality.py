@@ -201,7 +201,7 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
     from matplotlib import colormaps
     from scipy import stats
 
-    from .voxelmaps import _new_figure, save_figure
+    from .figures import _new_figure, save_figure
 
     df = table.dropna(subset=[x, y])
     models = list(pd.unique(df[model]))

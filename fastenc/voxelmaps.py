@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import argmax_random_ties
+from .figures import _new_figure, save_figure
 
 __all__ = ["voxel_best_layer", "average_subject_surface", "average_model_surface",
            "study_plot_values", "colour_scale_limit", "study_surface_folder", "export_surface_mat",
@@ -475,26 +476,6 @@ def layer_histogram(table: pd.DataFrame, n_layers: int) -> np.ndarray:
     if p.size and (p.min() < 1 or p.max() > n_layers):
         raise ValueError(f"pos outside 1..{n_layers}")
     return np.bincount(p - 1, minlength=n_layers)
-
-
-def _new_figure(figsize):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig, path, dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``<path>.png`` and ``<path>.pdf`` (a .png/.pdf suffix of ``path`` is replaced)."""
-    p = Path(path)
-    if p.suffix.lower() in (".png", ".pdf"):
-        p = p.with_suffix("")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    out = [p.with_name(p.name + ".png"), p.with_name(p.name + ".pdf")]
-    fig.savefig(out[0], dpi=dpi)
-    fig.savefig(out[1])
-    return out
 
 
 def _layer_colours(n: int):
