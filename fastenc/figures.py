@@ -58,11 +58,12 @@ def _spectemp_band(ax, mean, sem, label):
 
 
 # --------------------------------------------------------------------------------------
-def _style_bar_panel(ax, labels, permuted):
+def _style_bar_panel(ax, labels, permuted, positions=None):
     """Model names under the bars, panel title, grid and legend of one across-model panel."""
-    ax.set_xticks(np.arange(len(labels)))
+    positions = np.arange(len(labels)) if positions is None else np.asarray(positions)
+    ax.set_xticks(positions)
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
-    ax.set_xlim(-0.7, len(labels) - 0.3)
+    ax.set_xlim(-0.7, (positions[-1] if len(positions) else 0) + 0.7)
     ax.set_title("Permuted networks" if permuted else "Trained networks", fontsize=11)
     ax.grid(axis="y", alpha=0.3, zorder=0)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
@@ -73,7 +74,8 @@ def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
                        display_names: Mapping[str, str] | None = None,
                        title: str = "Best layer on independent splits",
                        ylabel: str = R2C_LABEL, order: str = "trained",
-                       pool: Sequence[str] | None = None, path=None) -> Figure:
+                       pool: Sequence[str] | None = None, published: Mapping[str, float] | None = None,
+                       path=None) -> Figure:
     """Bars across models: trained and permuted networks in two panels, spectemp as a band.
 
     ``df``: long table ``model, randnetw, subj_idx, score`` (see
@@ -82,7 +84,9 @@ def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
     Bars are sorted by descending score; ``order="trained"`` uses the trained panel's order for
     the permuted panel too (easier to compare), ``order="each"`` sorts each panel on its own.
     ``pool``: the figure's model set (METHOD §5): only those models are drawn and the error bars
-    are pooled over them plus spectemp.
+    are pooled over them plus spectemp. ``published``: model name -> the paper's value, drawn as
+    hatched bars after the computed ones in the trained panel and labelled "(published)" — for
+    placing a new model among the study's when their activations are not present.
     """
     summ = _an.across_models_summary(df, spectemp=spectemp, pool=pool)
     if pool is not None:
@@ -92,7 +96,8 @@ def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
     panels = [(rn, summ[summ["randnetw"] == rn]) for rn in (False, True)
               if (summ.loc[summ["randnetw"] == rn, "is_baseline"] == False).any()]  # noqa: E712
     n_models = max(int((~p["is_baseline"]).sum()) for _, p in panels)
-    fig = _new_figure((max(6.0, 0.42 * n_models * len(panels) + 2.5), 4.8))
+    n_pub = len([v for v in (published or {}).values() if v is not None])
+    fig = _new_figure((max(6.0, 0.42 * (n_models * len(panels) + n_pub) + 2.5), 4.8))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     trained_order = None
     for ax, (rn, p) in zip(axes, panels):
@@ -115,9 +120,20 @@ def plot_across_models(df: pd.DataFrame, spectemp: str | None = "spectemp",
             b = base.iloc[0]
             _spectemp_band(ax, b["mean"], b["sem"], f"{_name(spectemp, display_names)} "
                            f"baseline ({b['mean']:.3f})")
-        _style_bar_panel(ax, [_name(m, display_names) for m in bars["model"]], rn)
+        labels = [_name(m, display_names) for m in bars["model"]]
+        if published and not rn:
+            pub = sorted(((m, v) for m, v in published.items() if v is not None and np.isfinite(v)),
+                         key=lambda mv: -mv[1])
+            xp = len(bars) + 0.5 + np.arange(len(pub))
+            ax.bar(xp, [v for _, v in pub], color="white", edgecolor=TRAINED_COLOR, hatch="///", lw=0.8,
+                   zorder=2, label="Published (Tuckute et al. 2023)")
+            _style_bar_panel(ax, labels + [f"{m} (published)" for m, _ in pub], rn, positions=np.r_[x, xp])
+        else:
+            _style_bar_panel(ax, labels, rn)
     axes[0].set_ylabel(f"{ylabel}\n(mean ± within-subject SEM, n = {int(summ['n_subjects'].iloc[0])})")
     top = float(np.nanmax(summ["mean"] + summ["sem"].fillna(0)))
+    if n_pub:  # room for the legend above the published bars
+        top = 1.25 * max(top, max((v for v in published.values() if v is not None), default=0.0))
     axes[0].set_ylim(0, max(1.0, top * 1.1) if top > 0.9 else top * 1.15 + 0.02)
     fig.suptitle(title, fontsize=12)
     if path is not None:

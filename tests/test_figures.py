@@ -63,3 +63,20 @@ def test_roi_scatter_labels_points_and_keeps_labels_inside():
     assert lo > -0.03 and hi < 1.03 and ax.get_ylim() == (lo, hi)
     for a in fig.axes:
         assert a.xaxis.label.get_window_extent().y0 >= 0    # not cut off at the bottom
+
+
+def test_across_models_with_published_values():
+    from fastenc.constants import PUBLISHED_SCORES
+    from fastenc.study.figures import _published
+    long = pd.DataFrame({"model": ["New"] * 4 + ["spectemp"] * 4, "randnetw": False,
+                         "subj_idx": [1, 2, 3, 4] * 2, "score": [0.6, 0.62, 0.58, 0.61, 0.3, 0.32, 0.28, 0.31]})
+    pub = _published("NH2015", long["model"])
+    assert pub == {m: v[0] for m, v in PUBLISHED_SCORES.items()}
+    assert _published("NH2015", ["AST", "New"]) is None            # the study's models are present
+    assert "SpectroTemporal" not in _published("B2021", ["New"])    # the paper gives no B2021 value
+    fig = figures.plot_across_models(long, published=pub)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "New" and labels[1] == "CochResNet50-MultiTask (published)"
+    hatched = [p.get_height() for p in ax.patches if p.get_hatch()]
+    assert hatched == sorted(pub.values(), reverse=True)

@@ -50,6 +50,7 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
             pool = list(summ.loc[summ["in_pool"], "source_model"]) if "in_pool" in summ else None
             figures.plot_across_models(long, spectemp=baseline(long["model"]), pool=pool,
                                        display_names=names, title=f"{t}: best layer on independent splits",
+                                       published=_published(t, long["model"]),
                                        path=path(f"across-models_{t}"))
         if len(reg.across_layers):
             _plot_curves(figures, reg.across_layers, names, t, path)
@@ -152,6 +153,19 @@ def _run_jobs(jobs, workers=None) -> None:
         futures = [pool.submit(_draw, fn, args, kwargs) for fn, args, kwargs in jobs]
         for f in futures:
             f.result()  # re-raises a job's error
+
+
+def _published(target, models):
+    """The paper's values for ``target`` (docs/method.md §7) when none of the study's own models
+    (other than the SpectroTemporal baseline) is among ``models``: a new model is then shown
+    against them, marked as published. None otherwise."""
+    from ..constants import PUBLISHED_SCORES, SPECTEMP
+    from ..registry import load_registry
+    study = set(load_registry().model_names()) - {SPECTEMP}
+    col = {"NH2015": 0, "B2021": 1}.get(target)
+    if col is None or study & set(models):
+        return None
+    return {name: v[col] for name, v in PUBLISHED_SCORES.items() if v[col] is not None}
 
 
 def _write_skipped(fig_dir: Path, skipped: list) -> None:
