@@ -88,6 +88,7 @@ __all__ = [
     "components_independent_splits",
     "joined",
     "across_models_summary",
+    "correlation_across",
     "ROI_PAIRS",
     "best_layer_per_roi",
     "roi_model_table",
@@ -421,6 +422,34 @@ def components_independent_splits(values, component_names: Sequence[str] | None 
 def joined(models: Sequence) -> str:
     """The ``pooled_models`` cell of an output table: model names joined by ``;``."""
     return ";".join(str(m) for m in models)
+
+
+def correlation_across(x, y, min_n: int = 3) -> tuple:
+    """Pearson r (two-sided p) between paired values ``x`` and ``y`` (e.g. one score per model on
+    two datasets, the study's consistency scatters). Pairs with a NaN are dropped first.
+
+    Returns ``(r, p, n)``: ``n`` the pairs used; ``r`` and ``p`` are NaN when fewer than ``min_n``
+    pairs remain (two points always give r = ±1) or either side is constant.
+
+    Examples
+    --------
+    >>> r, p, n = correlation_across([0.1, 0.4, 0.5, np.nan], [0.2, 0.35, 0.6, 0.1])
+    >>> round(r, 4), n
+    (0.9113, 3)
+    >>> correlation_across([1.0, 2.0], [2.0, 1.0])
+    (nan, nan, 2)
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of one length, got {x.shape} and {y.shape}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = int(ok.sum())
+    if n < max(int(min_n), 2) or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan"), n
+    r, p = stats.pearsonr(x, y)
+    return float(r), float(p), n
 
 
 def across_models_summary(df: pd.DataFrame, spectemp: str | None = "spectemp",

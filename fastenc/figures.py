@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from . import analysis as _an
 
 __all__ = ["plot_across_models", "plot_across_layers", "plot_components", "plot_roi_best_layer",
-           "plot_rsa_across_models", "plot_roi_matrices", "plot_across_layers_roi", "save_figure"]
+           "plot_rsa_across_models", "plot_roi_matrices", "plot_across_layers_roi", "plot_model_scatters",
+           "plot_layer_scatters", "save_figure"]
 
 R2C_LABEL = "Median noise-corrected R²"
 TRAINED_COLOR = "#2b6cb0"
@@ -555,6 +556,135 @@ def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary"
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     fig.suptitle(f"{title}\n(mean over participants of the median over the ROI's voxels ± within-subject SEM)",
                  fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+def _corr_text(x, y, unit="models") -> str:
+    r, p, n = _an.correlation_across(np.asarray(x, float), np.asarray(y, float))
+    if not np.isfinite(r):
+        return f"n = {n} {unit}: r undefined"
+    return f"r = {r:.3f} (p = {p:.2g}), n = {n} {unit}"
+
+
+def _scatter_limits(ax, x, y, identity):
+    """Axis limits from 0 (or below) to the largest value; equal axes and the x = y line with
+    ``identity``."""
+    def span(v):
+        v = np.asarray(v, float)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            return 0.0, 1.0
+        lo, hi = min(0.0, float(v.min())), float(v.max())
+        pad = 0.06 * (hi - lo or 1.0)
+        return lo - pad, hi + pad
+    if identity:
+        lo, hi = span(np.concatenate([np.asarray(x, float), np.asarray(y, float)]))
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.plot([lo, hi], [lo, hi], color="0.5", lw=0.8, ls="--", zorder=0)
+        ax.set_aspect("equal", adjustable="box")
+    else:
+        ax.set_xlim(*span(x))
+        ax.set_ylim(*span(y))
+
+
+def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None,
+                        display_names: Mapping[str, str] | None = None,
+                        identity: Mapping[str, bool] | bool = True, ncols: int = 4,
+                        label_points: bool | None = None, title: str | None = None, path=None) -> Figure:
+    """One scatter per panel, one point per model, with the Pearson r across models (and n).
+
+    ``table``: rows ``panel, x_label, y_label, source_model, x, y`` (e.g. ``consistency.csv``, or
+    seed 1 vs seed 2 per model pair). ``identity``: draw the x = y line (per panel name, or for
+    all) on equal axes. ``label_points``: write each model's name beside its point (default:
+    when a panel has at most 12 points). Panels of one ``comparison`` (column, if present) share
+    their axis limits. Points of ``spectemp`` are drawn in its colour, points
+    of permuted networks (column ``networks`` == "permuted", if present) grey.
+    """
+    panels = list(dict.fromkeys(table["panel"])) if panels is None else list(panels)
+    panels = [p for p in panels if (table["panel"] == p).any()]
+    if not panels:
+        raise ValueError("no panel to draw")
+    group = "comparison" if "comparison" in table else None
+    ncols = min(ncols, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = _new_figure((3.6 * ncols + 0.4, 3.7 * nrows + 0.8))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, p in zip(axes, panels):
+        d = table[table["panel"] == p]
+        permuted = "networks" in d and str(d["networks"].iloc[0]) == "permuted"
+        colour = [SPECTEMP_COLOR if m == "spectemp" else ("#4a5568" if permuted else TRAINED_COLOR)
+                  for m in d["source_model"]]
+        ax.scatter(d["x"], d["y"], s=30, c=colour, edgecolors="white", linewidths=0.5, zorder=3)
+        if label_points if label_points is not None else len(d) <= 12:
+            ok = d[np.isfinite(d["x"].to_numpy(float)) & np.isfinite(d["y"].to_numpy(float))].sort_values("y")
+            for i, (m, x, y) in enumerate(zip(ok["source_model"], ok["x"], ok["y"])):
+                # alternate below / above, so that points close together keep readable names
+                ax.annotate(_name(m, display_names), (x, y), xytext=(4, -9 if i % 2 == 0 else 4),
+                            textcoords="offset points", fontsize=6.5, color="0.25")
+        # one scale for the panels of one comparison (e.g. trained and permuted networks), so that
+        # a panel near the floor looks it
+        same = table[table[group] == d[group].iloc[0]] if group else d
+        _scatter_limits(ax, same["x"], same["y"],
+                        identity.get(p, True) if isinstance(identity, Mapping) else identity)
+        ax.set_title(f"{p}\n{_corr_text(d['x'], d['y'])}", fontsize=8.5)
+        ax.set_xlabel(str(d["x_label"].iloc[0]), fontsize=8.5)
+        ax.set_ylabel(str(d["y_label"].iloc[0]), fontsize=8.5)
+        ax.tick_params(labelsize=7.5)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_layer_scatters(layers: pd.DataFrame, x: str, y: str, display_names: Mapping[str, str] | None = None,
+                        xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+                        path=None) -> Figure:
+    """Every layer of every model as a point (``x`` against ``y``, e.g. its across-layer score on
+    NH2015 and on B2021), one colour per model, trained and permuted networks side by side; the
+    Pearson r across all layers in the panel title and each model's r across its own layers in
+    the legend. ``layers``: rows ``source_model, randnetw, layer_pos, <x>, <y>``."""
+    from matplotlib import colormaps
+    d = layers.dropna(subset=[x, y])
+    versions = [rn for rn in (False, True) if (d["randnetw"].astype(bool) == rn).any()]
+    if not versions:
+        raise ValueError("no layer to draw")
+    models = list(dict.fromkeys(d["source_model"]))
+    cmap = colormaps["tab20" if len(models) > 10 else "tab10"]
+    colors = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
+    fig = _new_figure((4.6 * len(versions) + 2.6, 4.9))
+    axes = fig.subplots(1, len(versions), squeeze=False)[0]
+    for ax, rn in zip(axes, versions):
+        g = d[d["randnetw"].astype(bool) == rn]
+        for m, gm in g.groupby("source_model", sort=False):
+            gm = gm.sort_values("layer_pos")
+            r, _, n = _an.correlation_across(gm[x].to_numpy(float), gm[y].to_numpy(float))
+            lab = f"{_name(m, display_names)}{' (permuted)' if rn else ''}: r = {r:.2f}" if np.isfinite(r) \
+                else f"{_name(m, display_names)}{' (permuted)' if rn else ''}"
+            ax.plot(gm[x], gm[y], "-o", ms=4, lw=0.8, color=colors[m], label=lab, alpha=0.9)
+        _scatter_limits(ax, g[x], g[y], True)
+        ax.set_title(f"{'Permuted' if rn else 'Trained'} networks\n{_corr_text(g[x], g[y], 'layers')}", fontsize=9)
+        ax.set_xlabel(xlabel or x, fontsize=9)
+        ax.set_ylabel(ylabel or y, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    handles, labels = [], []
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7.5, frameon=False,
+               title="r across the model's layers", title_fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
     if path is not None:
         save_figure(fig, path)
     return fig

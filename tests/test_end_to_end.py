@@ -21,7 +21,7 @@ ROI_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr"
 #: figures per neural target added by issue #10: voxel maps (trained, permuted), best-r2 maps,
 #: preferred-layer histogram, ED vs score (trained, permuted), across-layers per ROI, RSA per ROI
 NEW_FIGURES = 8
-NEW_STUDY_FIGURES = 0
+NEW_STUDY_FIGURES = 2  # consistency across models, across layers
 DEMO_POOL = "DemoCNN;DemoTransformer"
 
 
@@ -408,3 +408,78 @@ def test_report_page_holds_the_run(study):
     assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', page)) == len(list((out / "figures").glob("*.png")))
     assert "method version" in page and "RandomState(0)" in page
     assert tables.report == out / "report.html"
+
+
+# --------------------------------------------------------------------------------------
+# consistency (issue #10, the study's CONSISTENCY_plot_main.py)
+# --------------------------------------------------------------------------------------
+def test_consistency_equals_explicit_pairing_of_the_tables(study):
+    """consistency.csv pairs each model's headline scores read from the CSVs; each panel's r is
+    scipy's Pearson r over its models (undefined below 3 models)."""
+    from scipy import stats
+    _, out, results = study
+    cons = pd.read_csv(out / "consistency.csv")
+    corr = pd.read_csv(out / "consistency-correlations.csv")
+    reg = {t: pd.read_csv(out / f"across-models_{t}.csv").set_index(["source_model", "randnetw"])
+           ["median_r2_test_c_mean"] for t in ("NH2015", "B2021")}
+    rsa = {}
+    for t in ("NH2015", "B2021"):
+        r = pd.read_csv(out / f"rsa_across-models_{t}.csv")
+        rsa[t] = r[r.roi == "All"].set_index(["source_model", "randnetw"])["rsa_mean"]
+    score = {("regression", t): reg[t] for t in reg} | {("RSA", t): rsa[t] for t in rsa}
+    expected = {}
+    for method in ("regression", "RSA"):
+        for rn, net in ((False, "trained"), (True, "permuted")):
+            expected[f"NH2015 vs B2021: {method}, {net}"] = (score[(method, "NH2015")], score[(method, "B2021")], rn, rn)
+    for t in ("NH2015", "B2021"):
+        for rn, net in ((False, "trained"), (True, "permuted")):
+            expected[f"regression vs RSA: {t}, {net}"] = (score[("regression", t)], score[("RSA", t)], rn, rn)
+        for method in ("regression", "RSA"):
+            expected[f"trained vs permuted: {t}, {method}"] = (score[(method, t)], score[(method, t)], False, True)
+    assert set(cons["panel"]) == set(expected)
+    for panel, (a, b, rn_a, rn_b) in expected.items():
+        models = sorted(m for m in ("DemoCNN", "DemoTransformer", "spectemp")
+                        if (m, rn_a) in a.index and (m, rn_b) in b.index)
+        d = cons[cons.panel == panel].set_index("source_model").loc[models]
+        np.testing.assert_array_equal(d["x"], [a[(m, rn_a)] for m in models])
+        np.testing.assert_array_equal(d["y"], [b[(m, rn_b)] for m in models])
+        c = corr[(corr.panel == panel)].squeeze()
+        assert c["n"] == len(models) and c["scope"] == "across models"
+        if len(models) >= 3:
+            assert c["pearson_r"] == pytest.approx(stats.pearsonr(d["x"], d["y"])[0], rel=1e-12)
+        else:
+            assert np.isnan(c["pearson_r"])
+    assert "spectemp" not in set(cons.loc[cons.networks != "trained", "source_model"])
+    # layer-wise: each layer's across-layer score on both targets; r across each model's layers
+    lay = pd.read_csv(out / "consistency-layers.csv")
+    curve = {t: pd.read_csv(out / f"across-layers_{t}.csv").set_index(["source_model", "randnetw", "layer"])
+             ["median_r2_test_c_mean"] for t in ("NH2015", "B2021")}
+    for t in ("NH2015", "B2021"):
+        np.testing.assert_array_equal(lay[t], [curve[t][k] for k in zip(lay.source_model, lay.randnetw, lay.layer)])
+    per = corr[corr.scope == "across the model's layers"]
+    for (m, net), row in per.set_index(["source_model", "networks"]).iterrows():
+        g = lay[(lay.source_model == m) & (lay.randnetw == (net == "permuted"))]
+        assert row["pearson_r"] == pytest.approx(stats.pearsonr(g["NH2015"], g["B2021"])[0], rel=1e-12)
+    assert set(results.consistency.named()) == {"consistency", "consistency-correlations", "consistency-layers"}
+
+
+def test_consistency_planted_truth(study):
+    """Planted truth: trained networks rank alike on both datasets and both methods (r > 0.9 over
+    DemoCNN, DemoTransformer and spectemp); permuted networks sit near the floor, far under their
+    trained versions; layer-wise, each trained model's depth profile agrees between NH2015 and
+    B2021 (r > 0.9), a permuted network's much less."""
+    _, out, _ = study
+    cons = pd.read_csv(out / "consistency.csv")
+    corr = pd.read_csv(out / "consistency-correlations.csv")
+    for panel in ("NH2015 vs B2021: regression, trained", "NH2015 vs B2021: RSA, trained",
+                  "regression vs RSA: NH2015, trained", "regression vs RSA: B2021, trained"):
+        assert corr.loc[corr.panel == panel, "pearson_r"].item() > 0.9, panel
+    tvp = cons[cons.comparison == "trained vs permuted"]
+    assert len(tvp) == 8 and (tvp["y"] < 0.5 * tvp["x"]).all()
+    reg = cons[cons.panel == "NH2015 vs B2021: regression, permuted"]
+    assert (reg[["x", "y"]] < 0.15).all().all()
+    lay = corr[corr.scope == "across the model's layers"].set_index(["source_model", "networks"])["pearson_r"]
+    for m in ("DemoCNN", "DemoTransformer"):
+        assert lay[(m, "trained")] > 0.9 and lay[(m, "permuted")] < lay[(m, "trained")] - 0.2, m
+    for f in ("consistency_across-models", "consistency_across-layers"):
+        assert (out / "figures" / f"{f}.png").is_file()

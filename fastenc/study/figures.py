@@ -19,6 +19,8 @@ from .results import StudyResults
 
 __all__ = ["draw_figures"]
 
+R2C = "median noise-corrected R²\n(mean over participants)"
+
 
 def draw_figures(results: StudyResults, registry, workers: int | None = None) -> list:
     """Draw the figures of ``results`` into ``<out>/figures``; returns the PNG paths.
@@ -107,6 +109,21 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
                              f"{' (permuted networks)' if rn else ''}",
                     "log_x": bool(d["ed"].max() > 10 * d["ed"].min()),  # log axis only over decades
                     "path": path(f"dimensionality-vs-score{'_randnetw' if rn else ''}_{t}")}))
+    cons = results.consistency
+    if cons is not None and len(cons.scores):
+        d = cons.scores
+        identity = {p: c != "regression vs RSA" for p, c in zip(d["panel"], d["comparison"])}
+        figures.plot_model_scatters(d, display_names=names, identity=identity,
+                                    title="Consistency across models: the headline score of each model "
+                                          "(best layer; RSA over all voxels)",
+                                    path=path("consistency_across-models"))
+    if cons is not None and cons.layers is not None and len(cons.layers):
+        lay = cons.layers[cons.layers["source_model"] != SPECTEMP]
+        if len(lay):
+            figures.plot_layer_scatters(lay, "NH2015", "B2021", display_names=names,
+                                        xlabel=f"NH2015: {R2C}", ylabel=f"B2021: {R2C}",
+                                        title="Consistency across layers: each layer's score on NH2015 vs B2021",
+                                        path=path("consistency_across-layers"))
     for t, vox in results.voxels.items():
         _voxel_figures(vox, t, registry, names, path, skipped, jobs)
     for comp in results.components.values():

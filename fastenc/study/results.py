@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RegressionTables", "ComponentTables", "RSATables", "VoxelTables", "StudyResults"]
+__all__ = ["RegressionTables", "ComponentTables", "RSATables", "VoxelTables", "ConsistencyTables", "StudyResults"]
 
 
 @dataclass
@@ -91,6 +91,26 @@ class VoxelTables:
               "layer_counts": "voxel-layer-counts", "across_layers_roi": "across-layers-roi"}
 
 
+@dataclass
+class ConsistencyTables:
+    """Consistency of the model scores across datasets, methods and trained/permuted weights
+    (:mod:`fastenc.study.consistency`)."""
+
+    #: one row per panel and model: ``panel, comparison, method, target, networks, x_label,
+    #: y_label, source_model, x, y``; ``consistency``
+    scores: pd.DataFrame
+    #: Pearson r per panel (``scope`` across models), and for the layer-wise panels across all
+    #: layers and across each model's layers; ``consistency-correlations``
+    correlations: pd.DataFrame
+    #: per layer its across-layer score on NH2015 and B2021; ``consistency-layers``
+    layers: pd.DataFrame | None = None
+
+    _files = {"scores": "consistency", "correlations": "consistency-correlations", "layers": "consistency-layers"}
+
+    def named(self) -> dict:
+        return {stem: getattr(self, attr) for attr, stem in self._files.items() if getattr(self, attr) is not None}
+
+
 def _named(by_target: dict) -> dict:
     out = {}
     for t, tabs in by_target.items():
@@ -121,8 +141,9 @@ class StudyResults:
         Neural target -> :class:`VoxelTables` (voxel maps, per-ROI across-layer curves).
     dimensionality : DataFrame or None
         Effective dimensionality of every layer with the layer's score; ``dimensionality``.
-    consistency : DataFrame or None
-        Correlations across models between targets / methods / versions; ``consistency``.
+    consistency : ConsistencyTables or None
+        Scores per model paired across targets / methods / versions and their correlations
+        across models (``consistency``, ``consistency-correlations``, ``consistency-layers``).
     skipped : list of (figure, reason)
         Figures not drawn because the models they need are absent (also ``figures/SKIPPED.txt``).
     figures : list of Path
@@ -147,7 +168,7 @@ class StudyResults:
     rsa: dict = field(default_factory=dict)
     voxels: dict = field(default_factory=dict)
     dimensionality: pd.DataFrame | None = None
-    consistency: pd.DataFrame | None = None
+    consistency: ConsistencyTables | None = None
     figures: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     elapsed_s: float = float("nan")
@@ -157,8 +178,9 @@ class StudyResults:
     def tables(self) -> dict:
         """Every table written under :attr:`out` and held in memory, by file name without ``.csv``
         (the per-voxel tables are in :attr:`streamed_tables`)."""
-        extra = {k: v for k, v in (("dimensionality", self.dimensionality), ("consistency", self.consistency))
-                 if v is not None}
+        extra = {"dimensionality": self.dimensionality} if self.dimensionality is not None else {}
+        if self.consistency is not None:
+            extra.update(self.consistency.named())
         return {**_named(self.regression), **_named(self.components), **_named(self.rsa),
                 **_named(self.voxels), **extra}
 

@@ -1,5 +1,5 @@
 """The whole study, end to end: ``run_all`` = plan → regression → analysis → voxel maps →
-dimensionality → RSA → figures.
+dimensionality → RSA → consistency → figures.
 
 Work is organised in units (target dataset × model × trained/permuted × layer, and target ×
 model version for the RSA), each stored atomically by :class:`fastenc.study.store.StudyStore`
@@ -25,6 +25,7 @@ from .plan import StudyPlan, build_plan, check_data_root, default_demo_dir
 from .regression import run_regression_stage
 from .results import StudyResults
 from .rsa import run_rsa_stage
+from .consistency import run_consistency_stage
 from .dimensionality import run_dimensionality_stage
 from .store import RecomputeLog, StudyStore
 from .voxels import run_voxel_stage
@@ -178,6 +179,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         results.rsa = run_rsa_stage(plan, store, executor, log,
                                     progress=lambda n: Progress(n, "rsa       ", enabled=progress),
                                     say=lambda msg: say(msg, enabled=progress))
+    results.consistency = run_consistency_stage(plan.out, results.regression, results.rsa)
     if figures:
         say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
         results.figures = draw_figures(results, plan.registry)
