@@ -20,7 +20,7 @@ from . import analysis as _an
 
 __all__ = ["plot_across_models", "plot_across_layers", "plot_components", "plot_roi_best_layer",
            "plot_rsa_across_models", "plot_roi_matrices", "plot_across_layers_roi", "plot_model_scatters",
-           "plot_layer_scatters", "save_figure"]
+           "plot_layer_scatters", "plot_grouped_bars", "save_figure"]
 
 R2C_LABEL = "Median noise-corrected R²"
 TRAINED_COLOR = "#2b6cb0"
@@ -685,6 +685,65 @@ def plot_layer_scatters(layers: pd.DataFrame, x: str, y: str, display_names: Map
                title="r across the model's layers", title_fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_grouped_bars(table: pd.DataFrame, panels: Sequence[str] | None = None, ylabel: str = R2C_LABEL,
+                      notes: Mapping[tuple, str] | None = None, colors: Mapping[str, str] | None = None,
+                      ncols: int = 3, sharey: bool = True, title: str | None = None, path=None) -> Figure:
+    """Bars in groups (e.g. each speech model trained on noisy and on clean speech, paper Fig. 8).
+
+    ``table``: rows ``panel, group, bar, kind, mean, yerr``: one bar each, named ``bar`` under it,
+    coloured by ``kind`` (``colors``), bars of one ``group`` side by side. ``notes``:
+    ``{(panel, group): text}`` written above a group (e.g. the comparison's p value).
+    """
+    panels = list(dict.fromkeys(table["panel"])) if panels is None else list(panels)
+    if not panels:
+        raise ValueError("no panel to draw")
+    kinds = list(dict.fromkeys(table["kind"]))
+    palette = ["#2b6cb0", "#90cdf4", "#2f855a", "#9ae6b4", "#b7791f", "#fbd38d"]
+    colors = dict(colors or {}) or {k: palette[i % len(palette)] for i, k in enumerate(kinds)}
+    ncols = min(ncols, len(panels))
+    nrows = -(-len(panels) // ncols)
+    n_bars = int(table.groupby("panel").size().max())
+    width = max(6.0, max(3.4, 0.42 * n_bars + 1.6) * ncols)
+    fig = _new_figure((width, 3.9 * nrows + 1.3))
+    axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel()
+    top = float(np.nanmax((table["mean"] + table["yerr"].fillna(0)).to_numpy(float)))
+    for ax, p in zip(axes, panels):
+        d = table[table["panel"] == p]
+        x, ticks, labels = 0.0, [], []
+        for g, gd in d.groupby("group", sort=False):
+            xs = x + np.arange(len(gd))
+            ax.bar(xs, gd["mean"], yerr=gd["yerr"], color=[colors.get(k, "grey") for k in gd["kind"]],
+                   edgecolor="black", lw=0.5, capsize=2, zorder=2)
+            ticks += list(xs)
+            labels += list(gd["bar"])
+            note = (notes or {}).get((p, g))
+            if note:
+                h = float(np.nanmax((gd["mean"] + gd["yerr"].fillna(0)).to_numpy(float)))
+                ax.text(xs.mean(), h + 0.03 * (top or 1), note, ha="center", va="bottom", fontsize=7)
+            x = xs[-1] + 1.8
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7.5)
+        ax.set_title(str(p), fontsize=10)
+        ax.grid(axis="y", alpha=0.3, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.axhline(0, color="black", lw=0.6)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for r in range(nrows):
+        axes[r * ncols].set_ylabel(ylabel, fontsize=9)
+    if sharey and np.isfinite(top):
+        axes[0].set_ylim(min(0.0, float(np.nanmin(table["mean"]))), top * 1.2 + 0.02)
+    from matplotlib.patches import Patch
+    fig.legend([Patch(color=colors[k]) for k in kinds], kinds, loc="outside lower center", ncol=len(kinds),
+               fontsize=8, frameon=False)
+    if title:
+        import textwrap
+        fig.suptitle(textwrap.fill(title, width=int(width * 12)), fontsize=11)
     if path is not None:
         save_figure(fig, path)
     return fig

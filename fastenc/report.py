@@ -57,6 +57,8 @@ FIGURE_GROUPS = (
     ("dimensionality", "Effective dimensionality", "Whether higher-dimensional layers predict better."),
     ("consistency", "Consistency", "Whether the ranking of models holds across datasets and methods."),
     ("seed", "Seeds", "Models trained with two seeds should score alike."),
+    ("clean-vs-noisy", "Trained on clean vs noisy speech",
+     "Whether training on speech in noise helps to predict auditory cortex (Fig. 8)."),
 )
 
 _STAT_TABLES = (

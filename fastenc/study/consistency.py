@@ -25,9 +25,13 @@ import pandas as pd
 
 from .. import analysis as an
 from ..constants import SPECTEMP
-from .results import ConsistencyTables
+from .results import ConsistencyTables, SeedTables
 
-__all__ = ["run_consistency_stage", "headline_scores", "PANEL_COLUMNS"]
+__all__ = ["run_consistency_stage", "run_seed_stage", "seed_pairs", "headline_scores", "PANEL_COLUMNS",
+           "SEED_PAIRS"]
+
+#: registry model set of the seed-1 / seed-2 model pairs (paper Fig. 2 insets)
+SEED_PAIRS = "FIG2_SEED_PAIRS"
 
 TARGET_PAIR = ("NH2015", "B2021")
 METHODS = ("regression", "RSA")
@@ -166,3 +170,45 @@ def _layers(regression: dict) -> pd.DataFrame:
     m = a.merge(b, on=key, how="inner")
     m["randnetw"] = m["randnetw"].astype(bool)
     return m.reset_index(drop=True)
+
+
+def seed_pairs(present, registry) -> list:
+    """The (seed 1, seed 2) model pairs of FIG2_SEED_PAIRS with both models in ``present``."""
+    if SEED_PAIRS not in registry.model_sets:
+        return []
+    have = set(present)
+    return [(a, b) for a, b in registry.model_set(SEED_PAIRS) if a in have and b in have]
+
+
+def run_seed_stage(out, regression: dict, rsa: dict, registry) -> SeedTables | None:
+    """Seed 1 vs seed 2 of the model pairs of FIG2_SEED_PAIRS (METHOD §5, §9; the study's
+    ``scatter_across_models``): per method (regression, RSA over all voxels), target and
+    trained / permuted networks, one row per pair present (``source_model`` = the seed-1 model,
+    ``seed2_model``, ``x`` = seed 1's headline score, ``y`` = seed 2's) in ``seeds.csv``; the
+    Pearson r across pairs per panel in ``seeds-correlations.csv``. None when no pair has both
+    seeds present."""
+    scores = headline_scores(regression, rsa)
+    pairs = seed_pairs(scores["source_model"], registry)
+    if not pairs:
+        return None
+    by = scores.set_index(["method", "target", "randnetw", "source_model"])["score"]
+    rows, corr = [], []
+    for method in METHODS:
+        for t in dict.fromkeys(scores.loc[scores["method"] == method, "target"]):
+            for rn in (False, True):
+                got = [(a, b, by.get((method, t, rn, a)), by.get((method, t, rn, b))) for a, b in pairs]
+                got = [g for g in got if g[2] is not None and g[3] is not None]
+                if not got:
+                    continue
+                meta = {"panel": f"seed 1 vs seed 2: {t}, {method}, {_networks(rn)}", "comparison": "seed 1 vs seed 2",
+                        "method": method, "target": t, "networks": _networks(rn),
+                        "x_label": f"{t} ({method}): seed 1", "y_label": f"{t} ({method}): seed 2"}
+                d = pd.DataFrame({"source_model": [g[0] for g in got], "seed2_model": [g[1] for g in got],
+                                  "x": [float(g[2]) for g in got], "y": [float(g[3]) for g in got]})
+                rows.append(d.assign(**meta))
+                corr.append(_corr_row(meta, "across model pairs", "", d["x"], d["y"], d["source_model"]))
+    table = pd.concat(rows, ignore_index=True)[PANEL_COLUMNS[:-3] + ["source_model", "seed2_model", "x", "y"]]
+    correlations = pd.DataFrame(corr, columns=CORR_COLUMNS)
+    table.to_csv(Path(out) / "seeds.csv", index=False)
+    correlations.to_csv(Path(out) / "seeds-correlations.csv", index=False)
+    return SeedTables(scores=table, correlations=correlations)

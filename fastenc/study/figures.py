@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import analysis as an
 from ..constants import ROI_ORDER, SPECTEMP
-from .analysis import baseline
+from .analysis import CLEAN_PAIRS, baseline
 from .results import StudyResults
 
 __all__ = ["draw_figures"]
@@ -124,6 +124,14 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
                                         xlabel=f"NH2015: {R2C}", ylabel=f"B2021: {R2C}",
                                         title="Consistency across layers: each layer's score on NH2015 vs B2021",
                                         path=path("consistency_across-layers"))
+    seeds = results.seeds
+    if seeds is not None and len(seeds.scores):
+        figures.plot_model_scatters(seeds.scores, display_names=names, ncols=4,
+                                    title="Seed 1 vs seed 2 of each model pair (FIG2_SEED_PAIRS): headline scores",
+                                    path=path("seeds_across-models"))
+    else:
+        skipped.append(("seeds_across-models", "no model pair of FIG2_SEED_PAIRS has both seeds present"))
+    _clean_vs_noisy(results, registry, names, figures, path, skipped)
     for t, vox in results.voxels.items():
         _voxel_figures(vox, t, registry, names, path, skipped, jobs)
     for comp in results.components.values():
@@ -300,3 +308,82 @@ def _plot_curves(figures, curves, names, target, path):
                                    spectemp=(float(st.mean[0]), float(st.sem[0])) if st is not None else None,
                                    title=f"{target}: prediction across model stages",
                                    path=path(f"across-layers_{target}"))
+
+
+def _p_note(comps, panel_key, clean, noisy, rn, component=None) -> str | None:
+    """'p = ..' of "clean above noisy" and of "noisy above clean" from a model-comparisons table."""
+    if comps is None or not len(comps):
+        return None
+    c = comps[(comps["comparison"] == "clean vs noisy") & (comps["model_1_randnetw"].astype(bool) == rn)]
+    if component is not None:
+        c = c[c["component"] == component]
+    def p(a, b):
+        r = c[(c["model_1"] == a) & (c["model_2"] == b)]
+        return float(r["p_value"].iloc[0]) if len(r) else None
+    pc, pn = p(clean, noisy), p(noisy, clean)
+    if pc is None or pn is None:
+        return None
+    return f"p(clean>noisy)={pc:.2g}\np(noisy>clean)={pn:.2g}"
+
+
+def _clean_vs_noisy(results, registry, names, figures, path, skipped) -> None:
+    """Paper Fig. 8: speech models trained on noisy vs clean speech (CLEAN_SPEECH_LIST_PAIRS, with
+    their seed-2 versions of CLEAN_SPEECH_LIST_2SEEDS when present): grouped bars of the headline
+    score per target (trained, permuted) and per component, with the subject-bootstrap (components:
+    permutation) p values of model-comparisons_<t>."""
+    pairs = registry.model_set(CLEAN_PAIRS) if CLEAN_PAIRS in registry.model_sets else []
+    seed2 = dict(registry.model_set("CLEAN_SPEECH_LIST_2SEEDS")) if "CLEAN_SPEECH_LIST_2SEEDS" in registry.model_sets else {}
+
+    def members(have, noisy, clean):
+        out = []
+        for kind, m in (("noisy", noisy), ("clean", clean)):
+            for k, mm in ((kind, m), (f"{kind}, seed 2", seed2.get(m))):
+                if mm is not None and mm in have:
+                    out.append((k, mm))
+        return out
+
+    for t, reg in results.regression.items():
+        d = reg.across_models
+        rows, notes = [], {}
+        for rn in (False, True):
+            dd = d[d["randnetw"].astype(bool) == rn].set_index("source_model")
+            panel = "Permuted networks" if rn else "Trained networks"
+            for noisy, clean in pairs:
+                if noisy not in dd.index or clean not in dd.index:
+                    continue
+                group = names.get(noisy, noisy)
+                for kind, m in members(set(dd.index), noisy, clean):
+                    rows.append({"panel": panel, "group": group, "bar": names.get(m, m), "kind": kind,
+                                 "mean": dd.loc[m, "median_r2_test_c_mean"], "yerr": dd.loc[m, "median_r2_test_c_yerr"]})
+                notes[(panel, group)] = _p_note(reg.model_comparisons, panel, clean, noisy, rn)
+        if rows:
+            figures.plot_grouped_bars(pd.DataFrame(rows), notes=notes, ncols=2,
+                                      title=f"{t}: speech models trained on noisy vs clean speech "
+                                            "(best layer on independent splits; p: subject bootstrap)",
+                                      path=path(f"clean-vs-noisy_{t}"))
+        else:
+            skipped.append((f"clean-vs-noisy_{t}", "no noisy/clean model pair of CLEAN_SPEECH_LIST_PAIRS "
+                                                   "(FIG_8_MODEL_LIST) has both models present"))
+    for t, comp in results.components.items():
+        d = comp.across_models
+        d = d[~d["randnetw"].astype(bool)]
+        rows, notes = [], {}
+        for c, dc in d.groupby("component", sort=False):
+            dd = dc.set_index("source_model")
+            for noisy, clean in pairs:
+                if noisy not in dd.index or clean not in dd.index:
+                    continue
+                group = names.get(noisy, noisy)
+                for kind, m in members(set(dd.index), noisy, clean):
+                    rows.append({"panel": c, "group": group, "bar": names.get(m, m), "kind": kind,
+                                 "mean": dd.loc[m, "median_r2_test_mean"], "yerr": dd.loc[m, "median_r2_test_yerr"]})
+                notes[(c, group)] = _p_note(comp.model_comparisons, c, clean, noisy, False, component=c)
+        if rows:
+            figures.plot_grouped_bars(pd.DataFrame(rows), notes=notes, ncols=3,
+                                      ylabel="Median R² (not noise-corrected)",
+                                      title=f"{t}: speech models trained on noisy vs clean speech, per component "
+                                            "(p: permutation of the iteration scores)",
+                                      path=path(f"clean-vs-noisy_{t}"))
+        else:
+            skipped.append((f"clean-vs-noisy_{t}", "no noisy/clean model pair of CLEAN_SPEECH_LIST_PAIRS "
+                                                   "(FIG_8_MODEL_LIST) has both models present"))

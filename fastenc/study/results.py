@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RegressionTables", "ComponentTables", "RSATables", "VoxelTables", "ConsistencyTables", "StudyResults"]
+__all__ = ["RegressionTables", "ComponentTables", "RSATables", "VoxelTables", "ConsistencyTables", "SeedTables",
+           "StudyResults"]
 
 
 @dataclass
@@ -111,6 +112,13 @@ class ConsistencyTables:
         return {stem: getattr(self, attr) for attr, stem in self._files.items() if getattr(self, attr) is not None}
 
 
+class SeedTables(ConsistencyTables):
+    """Seed 1 vs seed 2 of the model pairs of FIG2_SEED_PAIRS (``seeds``: one row per panel and
+    pair, ``seed2_model`` beside ``source_model``; ``seeds-correlations``: r across the pairs)."""
+
+    _files = {"scores": "seeds", "correlations": "seeds-correlations"}
+
+
 def _named(by_target: dict) -> dict:
     out = {}
     for t, tabs in by_target.items():
@@ -144,6 +152,8 @@ class StudyResults:
     consistency : ConsistencyTables or None
         Scores per model paired across targets / methods / versions and their correlations
         across models (``consistency``, ``consistency-correlations``, ``consistency-layers``).
+    seeds : SeedTables or None
+        Seed 1 vs seed 2 per FIG2_SEED_PAIRS pair present (``seeds``, ``seeds-correlations``).
     skipped : list of (figure, reason)
         Figures not drawn because the models they need are absent (also ``figures/SKIPPED.txt``).
     figures : list of Path
@@ -169,6 +179,7 @@ class StudyResults:
     voxels: dict = field(default_factory=dict)
     dimensionality: pd.DataFrame | None = None
     consistency: ConsistencyTables | None = None
+    seeds: SeedTables | None = None
     figures: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     elapsed_s: float = float("nan")
@@ -179,8 +190,9 @@ class StudyResults:
         """Every table written under :attr:`out` and held in memory, by file name without ``.csv``
         (the per-voxel tables are in :attr:`streamed_tables`)."""
         extra = {"dimensionality": self.dimensionality} if self.dimensionality is not None else {}
-        if self.consistency is not None:
-            extra.update(self.consistency.named())
+        for tabs in (self.consistency, self.seeds):
+            if tabs is not None:
+                extra.update(tabs.named())
         return {**_named(self.regression), **_named(self.components), **_named(self.rsa),
                 **_named(self.voxels), **extra}
 

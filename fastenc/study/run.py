@@ -25,7 +25,7 @@ from .plan import StudyPlan, build_plan, check_data_root, default_demo_dir
 from .regression import run_regression_stage
 from .results import StudyResults
 from .rsa import run_rsa_stage
-from .consistency import run_consistency_stage
+from .consistency import run_consistency_stage, run_seed_stage
 from .dimensionality import run_dimensionality_stage
 from .store import RecomputeLog, StudyStore
 from .voxels import run_voxel_stage
@@ -180,6 +180,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
                                     progress=lambda n: Progress(n, "rsa       ", enabled=progress),
                                     say=lambda msg: say(msg, enabled=progress))
     results.consistency = run_consistency_stage(plan.out, results.regression, results.rsa)
+    results.seeds = run_seed_stage(plan.out, results.regression, results.rsa, plan.registry)
     if figures:
         say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
         results.figures = draw_figures(results, plan.registry)
