@@ -95,11 +95,12 @@ def h5_content(path, attrs=True):
 
 def results(out, attrs=True, rsa=True):
     """Every regression unit (arrays, and attributes with the input record), every cached RSA
-    table and every table of the study, by path."""
+    table and every table of the study, by path (``rsa=False``: without the RSA tables and the
+    consistency / seed tables, which pair regression with RSA scores)."""
     out = Path(out)
     res = {p.relative_to(out): h5_content(p, attrs) for p in sorted((out / "regression").rglob("*.h5"))}
     res.update({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.csv"))
-                if rsa or not str(p.relative_to(out)).startswith("rsa")})
+                if rsa or not str(p.relative_to(out)).startswith(("rsa", "consistency", "seeds"))})
     return res
 
 
