@@ -75,19 +75,12 @@ if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
 import synth  # noqa: E402
+from benchutil import PROC_MEMORY, env_int as _env_int, env_ints as _env_ints  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------------------
-def _env_int(name, default):
-    v = os.environ.get(name, "").strip()
-    return int(v) if v else default
-
-
-def _env_ints(name, default):
-    v = os.environ.get(name, "").strip()
-    return [int(x) for x in v.split(",") if x.strip()] if v else list(default)
 
 
 N_CASES = _env_ints("FASTENC_BENCH_DS_N", (1000, 3000))
@@ -335,23 +328,7 @@ def _affine(T_small, t_small, T_big, t_big, T_full, what):
 # ---------------------------------------------------------------------------------------
 _CHILD = r"""
 import json, sys, time
-
-def status_mb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-def reset_hwm():
-    # reset VmHWM (Linux >= 4.0), as bench_ridge.test_peak_memory does
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
+""" + PROC_MEMORY + r"""
 a = json.loads(sys.argv[1])
 sys.path.insert(0, a["bench_dir"])
 import numpy as np

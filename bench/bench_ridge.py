@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 import fastenc
+from benchutil import PROC_MEMORY  # noqa: E402
 import peers
 from conftest import BENCH_DIR, CONFIG
 
@@ -208,24 +209,7 @@ def test_peer_himalaya_kernel(benchmark, layer, recorder):
 # ---------------------------------------------------------------------------------------
 _MEM_CHILD = r"""
 import resource, sys
-
-def status_mb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-def reset_hwm():
-    # reset VmHWM (Linux >= 4.0); ru_maxrss cannot be reset and, in a child started by
-    # fork/vfork + exec, also counts the parent's memory at the fork
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
+""" + PROC_MEMORY + r"""
 hwm_reset = reset_hwm()
 import json, time
 import numpy as np

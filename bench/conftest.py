@@ -31,14 +31,12 @@ if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
 import synth  # noqa: E402
+from benchutil import env_int as _env_int  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------------------
-def _env_int(name, default):
-    v = os.environ.get(name, "").strip()
-    return int(v) if v else default
 
 
 @dataclass

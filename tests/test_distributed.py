@@ -26,6 +26,8 @@ from fastenc.datasets import make_demo  # noqa: E402
 from fastenc.study.executors import make_client  # noqa: E402
 from fastenc.store import ResultStore  # noqa: E402
 
+from .h5util import h5_content  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ["DemoCNN", "spectemp"]          # 3 versions, 7 layers, 21 units per target
 N_UNITS = (6 + 6 + 1) * 3
@@ -62,19 +64,6 @@ def cl(client):
 
 def units(out):
     return sorted(p.relative_to(out) for p in (Path(out) / "regression").rglob("*.h5"))
-
-
-def h5_content(path):
-    items = {}
-    with h5py.File(path, "r") as f:
-        items["attrs"] = {k: np.asarray(v).tobytes() for k, v in f.attrs.items()}
-
-        def visit(name, node):
-            if isinstance(node, h5py.Dataset):
-                v = node[()]
-                items[name] = (v.dtype.str, v.shape, v.tobytes())
-        f.visititems(visit)
-    return items
 
 
 def assert_same_results(out, ref, csv=False):

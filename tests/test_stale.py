@@ -23,6 +23,8 @@ import scipy.io
 from fastenc import pipeline
 from fastenc.study import store
 from fastenc.cli import main as cli_main
+
+from .h5util import h5_content
 from fastenc.datasets import make_demo
 from fastenc.io import load_neural, load_stimuli
 from fastenc.ridge import STUDY_ALPHAS
@@ -77,20 +79,6 @@ def rewritten(before, out):
     now = stamps(out)
     assert set(now) == set(before)
     return {k for k in now if now[k] != before[k]}
-
-
-def h5_content(path, attrs=True):
-    items = {}
-    with h5py.File(path, "r") as f:
-        if attrs:
-            items["attrs"] = {k: np.asarray(v).tobytes() for k, v in f.attrs.items()}
-
-        def visit(name, node):
-            if isinstance(node, h5py.Dataset):
-                v = node[()]
-                items[name] = (v.dtype.str, v.shape, v.tobytes())
-        f.visititems(visit)
-    return items
 
 
 def results(out, attrs=True, rsa=True):

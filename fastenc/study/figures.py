@@ -342,19 +342,24 @@ def _clean_vs_noisy(results, registry, names, figures, path, skipped) -> None:
                     out.append((k, mm))
         return out
 
+    def pair_rows(dd, panel, value):
+        """Per noisy/clean pair with both models in ``dd`` (indexed by model): its bar rows."""
+        for noisy, clean in pairs:
+            if noisy in dd.index and clean in dd.index:
+                group = names.get(noisy, noisy)
+                yield noisy, clean, group, [
+                    {"panel": panel, "group": group, "bar": names.get(m, m), "kind": kind,
+                     "mean": dd.loc[m, f"{value}_mean"], "yerr": dd.loc[m, f"{value}_yerr"]}
+                    for kind, m in members(set(dd.index), noisy, clean)]
+
     for t, reg in results.regression.items():
         d = reg.across_models
         rows, notes = [], {}
         for rn in (False, True):
             dd = d[d["randnetw"].astype(bool) == rn].set_index("source_model")
             panel = "Permuted networks" if rn else "Trained networks"
-            for noisy, clean in pairs:
-                if noisy not in dd.index or clean not in dd.index:
-                    continue
-                group = names.get(noisy, noisy)
-                for kind, m in members(set(dd.index), noisy, clean):
-                    rows.append({"panel": panel, "group": group, "bar": names.get(m, m), "kind": kind,
-                                 "mean": dd.loc[m, "median_r2_test_c_mean"], "yerr": dd.loc[m, "median_r2_test_c_yerr"]})
+            for noisy, clean, group, new in pair_rows(dd, panel, "median_r2_test_c"):
+                rows += new
                 notes[(panel, group)] = _p_note(reg.model_comparisons, panel, clean, noisy, rn)
         if rows:
             figures.plot_grouped_bars(pd.DataFrame(rows), notes=notes, ncols=2,
@@ -370,13 +375,8 @@ def _clean_vs_noisy(results, registry, names, figures, path, skipped) -> None:
         rows, notes = [], {}
         for c, dc in d.groupby("component", sort=False):
             dd = dc.set_index("source_model")
-            for noisy, clean in pairs:
-                if noisy not in dd.index or clean not in dd.index:
-                    continue
-                group = names.get(noisy, noisy)
-                for kind, m in members(set(dd.index), noisy, clean):
-                    rows.append({"panel": c, "group": group, "bar": names.get(m, m), "kind": kind,
-                                 "mean": dd.loc[m, "median_r2_test_mean"], "yerr": dd.loc[m, "median_r2_test_yerr"]})
+            for noisy, clean, group, new in pair_rows(dd, c, "median_r2_test"):
+                rows += new
                 notes[(c, group)] = _p_note(comp.model_comparisons, c, clean, noisy, False, component=c)
         if rows:
             figures.plot_grouped_bars(pd.DataFrame(rows), notes=notes, ncols=3,

@@ -1,0 +1,36 @@
+"""Small helpers shared by the benchmark suites (environment options, peak-memory probes)."""
+import os
+
+
+def env_int(name, default):
+    """Integer option from the environment (unset or empty: ``default``)."""
+    v = os.environ.get(name, "").strip()
+    return int(v) if v else default
+
+
+def env_ints(name, default):
+    """Comma-separated integers from the environment (unset or empty: ``default``)."""
+    v = os.environ.get(name, "").strip()
+    return [int(x) for x in v.split(",") if x.strip()] if v else list(default)
+
+
+#: Source of two functions for the child processes that measure peak memory: ``status_mb(key)``
+#: reads ``VmRSS`` / ``VmHWM`` of /proc/self/status in MB, ``reset_hwm()`` resets ``VmHWM``
+#: (Linux >= 4.0; ``ru_maxrss`` cannot be reset and, in a child started by fork + exec, also
+#: counts the parent's memory at the fork). Returns False where the reset is not possible.
+PROC_MEMORY = r'''
+def status_mb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+def reset_hwm():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+'''
