@@ -31,7 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastenc import pipeline, score_layer  # noqa: E402
+from fastenc import score_layer  # noqa: E402
+from fastenc.study import run as pipeline  # noqa: E402
 from fastenc.datasets import make_demo  # noqa: E402
 from fastenc.ridge import check_alphas  # noqa: E402
 from fastenc.scoring import prepare_targets  # noqa: E402
@@ -51,7 +52,7 @@ def _regress(data, out, client=None, n_threads=None):
 
 
 def bench_demo(tmp, cores, repeats):
-    from fastenc.distributed import make_client
+    from fastenc.study.executors import make_client
 
     data = make_demo(Path(tmp) / "demo")
     _regress(data, Path(tmp) / "warmup")  # JIT cache load, page cache

@@ -514,7 +514,7 @@ def test_figures_smoke(tmp_path):
 
 # ----------------------------------------------------------------------------- model sets, comparison pairs
 def test_model_pool_uses_the_papers_sets():
-    from fastenc.analysis_stage import model_pool
+    from fastenc.study.analysis import model_pool
     from fastenc.registry import load_registry
     reg = load_registry()
     pool, label = model_pool(["VGGish", "Kell2018wordSeed2", "AST", "spectemp"], reg, "FIG_2_5_MODEL_LIST",
@@ -530,7 +530,7 @@ def test_model_pool_uses_the_papers_sets():
 
 
 def test_comparison_pairs():
-    from fastenc.analysis_stage import comparison_pairs
+    from fastenc.study.analysis import comparison_pairs
     from fastenc.registry import load_registry
     versions = [("ResNet50multitask", False), ("ResNet50multitask", True), ("Kell2018word", False),
                 ("Kell2018wordClean", False), ("AST", False), ("spectemp", False)]

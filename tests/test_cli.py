@@ -13,7 +13,7 @@ from fastenc import __version__
 from fastenc.cli import check_out_folder, main
 from fastenc.datasets import make_demo
 from fastenc.io import load_neural
-from fastenc.store import ResultStore
+from fastenc.study.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,10 +21,10 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from fastenc import pipeline  # noqa: E402
+from fastenc.study import run as pipeline  # noqa: E402
 from fastenc.datasets import make_demo  # noqa: E402
 from fastenc.study.executors import make_client  # noqa: E402
-from fastenc.store import ResultStore  # noqa: E402
+from fastenc.study.store import ResultStore  # noqa: E402
 
 from .h5util import h5_content  # noqa: E402
 

@@ -166,7 +166,7 @@ def test_component_scores_follow_planted_depth(study):
 def test_stored_unit_matches_score_layer(study):
     data, out, _ = study
     from fastenc.io import load_neural, open_model
-    from fastenc.store import ResultStore
+    from fastenc.study.store import ResultStore
     X = open_model(data, "DemoCNN").load_layer("conv3")
     s = fastenc.score_layer(X, load_neural(data, "NH2015").Y)
     stored = ResultStore(out).read("NH2015", "DemoCNN", False, "conv3")

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from fastenc import pipeline
+from fastenc.study import run as pipeline
 from fastenc.datasets import make_demo
 from fastenc.io import load_neural
 
@@ -144,7 +144,7 @@ def test_nan_policy_omit_scores_the_other_voxels(case, tmp_path):
     df = pipeline.run_regression(data, fresh, models=["spectemp"], targets=["NH2015"], progress=False,
                                  nan_policy="omit")
     assert set(df["status"]) == {"done"}
-    from fastenc.store import ResultStore
+    from fastenc.study.store import ResultStore
     r2 = ResultStore(fresh).read("NH2015", "spectemp", False, "avgpool", names=["r2_test"])["r2_test"]
     assert r2.shape[0] == load_neural(data, "NH2015").n_targets
     assert np.isnan(r2[position]).all()

@@ -498,7 +498,7 @@ def test_rsa_noise_ceiling_band_and_pooled_sem():
     """rsa_across-models: ceiling band = std / sqrt(participants - 1); SEM pooled over the set."""
     import pandas as pd
 
-    from fastenc.analysis_stage import _rsa_across_models
+    from fastenc.study.rsa import rsa_across_models as _rsa_across_models
     from fastenc.registry import load_registry
     rng = np.random.default_rng(26)
     nc = rng.uniform(0.5, 0.8, size=5)
