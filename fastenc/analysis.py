@@ -84,6 +84,8 @@ __all__ = [
     "argmax_random_ties",
     "BestLayerResult",
     "best_layer_independent_splits",
+    "half_split_masks",
+    "best_layer_any_splits",
     "spectemp_independent_splits",
     "components_independent_splits",
     "joined",
@@ -346,6 +348,8 @@ def _independent_split_iterations(values: np.ndarray, clip: bool, n_iterations: 
     for i in range(n_iterations):
         if mask_method == "numba":
             sel, rd = selection_readout_bits(values, _mask_bits(i, L * V), bool(clip))
+        elif mask_method == "half":
+            sel, rd = _selection_readout(values, half_split_masks(i, L, V, values.shape[2]), clip)
         else:
             sel, rd = _selection_readout(values, split_masks(i, L, V, method=mask_method), clip)
         best = argmax_random_ties(sel, seed=0)
@@ -373,6 +377,65 @@ def best_layer_independent_splits(values, subj_idx, clip: bool = True, n_iterati
     subj_scores.name = "score"
     return BestLayerResult(subject_scores=subj_scores, per_iteration=per_iter,
                            voxel_scores=scores, best_layer=best)
+
+
+def half_split_masks(iteration: int, n_layers: int, n_voxels: int, n_splits: int) -> np.ndarray:
+    """Selection masks for any number of splits: bool (n_layers, n_voxels, n_splits), True on a
+    fresh random ``n_splits // 2`` of the splits per layer x voxel (the selection splits), False on
+    the others (the readout splits), drawn from ``RandomState(iteration)``.
+
+    The generalisation of :func:`split_masks` (the study's shuffled ``[0,1,0,1,...]`` of its 10
+    splits) to other split counts, e.g. 5 folds: 2 selection and 3 readout splits.
+
+    Examples
+    --------
+    >>> m = half_split_masks(0, 2, 3, 5)
+    >>> m.shape, m.sum(axis=-1).tolist()
+    ((2, 3, 5), [[2, 2, 2], [2, 2, 2]])
+    """
+    if n_layers < 1 or n_voxels < 1 or iteration < 0 or n_splits < 2:
+        raise ValueError("need iteration >= 0, n_layers >= 1, n_voxels >= 1, n_splits >= 2")
+    keys = np.random.RandomState(int(iteration)).random_sample((int(n_layers), int(n_voxels), int(n_splits)))
+    order = np.argsort(keys, axis=-1, kind="stable")
+    mask = np.zeros(keys.shape, dtype=bool)
+    np.put_along_axis(mask, order[..., : int(n_splits) // 2], True, axis=-1)
+    return mask
+
+
+def best_layer_any_splits(values, subj_idx=None, clip: bool = True,
+                          n_iterations: int = N_ITERATIONS) -> BestLayerResult:
+    """Best layer on independent splits (docs/method.md §5) for any number of splits >= 2, with or
+    without participants (user datasets: k-fold, grouped or shuffled splits).
+
+    ``values``: (n_layers, n_targets, n_splits) per-split scores, layers in order. With 10 splits
+    and ``subj_idx`` given this is :func:`best_layer_independent_splits` (the study's masks, bit
+    for bit). With another number of splits S, iteration ``i`` selects on a fresh random
+    ``S // 2`` of the splits per layer x target (:func:`half_split_masks`, ``RandomState(i)``) and
+    reads out on the other ``S - S // 2``; the rest is the study's code: medians (clipped at 1
+    with ``clip``), argmax over layers with random ties (re-seeded 0), readout at the best layer,
+    median over each participant's targets, mean over the iterations.
+
+    ``subj_idx`` None: every target is its own unit (``subject_scores`` is indexed by target
+    position 0..n_targets-1: each target's mean readout over the iterations).
+    """
+    arr = _as_float_array(values, "values", 3)
+    n_layers, n_vox, n_splits = arr.shape
+    if n_layers == 0 or n_vox == 0 or n_splits < 2:
+        raise ValueError(f"values must be (layers >= 1, targets >= 1, splits >= 2), got shape {arr.shape}")
+    if subj_idx is not None and n_splits == N_SPLITS:
+        return best_layer_independent_splits(arr, subj_idx, clip=clip, n_iterations=n_iterations)
+    subj = None if subj_idx is None else _check_subj(subj_idx, n_vox)
+    scores, best = _independent_split_iterations(arr, clip, n_iterations,
+                                                 "numba" if n_splits == N_SPLITS else "half")
+    if subj is None:
+        per_iter = pd.DataFrame(scores, columns=pd.RangeIndex(n_vox, name="subj_idx"))
+    else:
+        per_iter = subject_medians(scores, subj)
+    per_iter.index = pd.RangeIndex(n_iterations, name="iteration")
+    subj_scores = per_iter.mean(axis=0, skipna=False)
+    subj_scores.name = "score"
+    return BestLayerResult(subject_scores=subj_scores, per_iteration=per_iter, voxel_scores=scores,
+                           best_layer=best)
 
 
 def spectemp_independent_splits(values, subj_idx, clip: bool = True,

@@ -19,6 +19,7 @@ EPILOG = """examples:
   python cli.py run-all --data-dir D --cluster local:4          # Dask, 4 local worker processes
   python cli.py run-all --data-dir D --scheduler tcp://host:8786 # an existing Dask cluster
   python cli.py run-all --data-dir D --nan-policy omit          # skip voxels with NaN responses
+  python cli.py run-all --dataset my_data.toml --out results    # your own dataset only (manifest)
   python cli.py models --data-dir D                  # models and model sets present in D
   python cli.py demo --out demo_data                 # only write the demo dataset
 """
@@ -155,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
     p_all.add_argument("--no-figures", action="store_true", help="skip the figures")
     p_all.add_argument("--rsa-corrected", action="store_true",
                        help="RSA without the study's quirks: Spearman noise ceiling, SEM over participants")
+    p_all.add_argument("--dataset", type=Path, action="append", default=None, metavar="MANIFEST",
+                       help="a dataset manifest (TOML or JSON, see fastenc/dataset.py) whose models are scored "
+                            "too (repeatable); with --dataset alone (no --data-dir, no --targets) only the "
+                            "datasets run, and --models selects their models where the manifest has no "
+                            "models key")
     p_all.add_argument("--export-surface-mat", action="store_true",
                        help="also write the study's .mat files of the voxel maps (vals, x_ras, y_ras) per "
                             "participant x hemisphere under OUT/surface-mat/, for FreeSurfer")
@@ -218,7 +224,7 @@ def main(argv=None) -> int:
                                       progress=not args.quiet, client=client, rsa=not args.no_rsa,
                                       figures=not args.no_figures, rsa_corrected=args.rsa_corrected,
                                       manifest=args.manifest, nan_policy=args.nan_policy,
-                                      export_surface_mat=args.export_surface_mat)
+                                      export_surface_mat=args.export_surface_mat, datasets=args.dataset)
         finally:
             if client is not None:
                 client.close()
@@ -244,6 +250,13 @@ def _print_summary(results):
             df = df[df["roi"] == "All"]
             print(f"\nrsa_across-models_{t} (all voxels): Spearman, best layer on independent splits")
             print(df[["display_name", "randnetw", "rsa_mean", "rsa_yerr", "noise_ceiling"]]
+                  .round(3).to_string(index=False))
+        for name, tabs in getattr(results, "datasets", {}).items():
+            df = tabs.across_models
+            df = df[df["roi"] == "all"]
+            print(f"\n{tabs.key}_across-models: {tabs.metric}, best layer on independent splits "
+                  f"(mean over {df['unit'].iloc[0]})")
+            print(df[["display_name", "randnetw", "score_mean", "score_sem", "score_sem_between", "best_layer"]]
                   .round(3).to_string(index=False))
 
 

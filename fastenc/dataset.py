@@ -12,6 +12,11 @@ repetitions — is described by a small manifest, with paths relative to the man
     targets = "targets.csv"                # optional: one row per target, in response column order:
                                            #   participant, roi, and optional x, y, z, target_id
     nan_policy = "raise"                   # or "omit": targets with NaN/inf are not scored
+    activations = "."                      # optional: the folder holding model_actv/<model>/ (default:
+                                           #   the manifest's folder) and, for models not in the
+                                           #   study's registry, fastenc_models.json
+    models = ["MyNet"]                     # optional: models (or registry model sets) to score;
+                                           #   default every model whose activations are there
 
     [splits]
     scheme = "kfold"                       # "study", "kfold", "shuffle", "group" or "file"
@@ -28,6 +33,18 @@ p < .05 critical r for the split sizes (no correction with one repetition). Acti
 model for this stimulus set are read like the study's (:func:`fastenc.io.open_model` with
 ``stim_ids=dataset.stimulus_ids``: an h5 file of (stimuli, units) per layer, or one pickle per
 stimulus named by its id).
+
+Whole models: ``fastenc.run_all(datasets=[manifest])`` or ``python cli.py run-all --dataset
+manifest.toml`` score every layer of every model under ``activations`` (the study's two storage
+kinds, in the manifest's stimulus order)::
+
+    <activations>/model_actv/<model>/natsound_activations.h5            # (stimuli, units) per layer
+    <activations>/model_actv/<model>/natsound_activations_randnetw.h5   # optional: permuted weights
+    <activations>/model_actv/<model>/<stimulus_id>_activations[_randnetw].pkl   # or per stimulus
+    <activations>/fastenc_models.json      # layers and storage of models not in the study's registry
+
+(the format :mod:`fastenc.extract` writes and :func:`fastenc.registry.load_registry` reads). The
+outputs are described in docs/outputs.md ("Your own datasets"); RSA is not run for datasets.
 
 Examples
 --------
@@ -46,7 +63,7 @@ Examples
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -58,7 +75,8 @@ from .splits import group_splits, kfold_splits, seed_splits, shuffle_splits
 __all__ = ["Dataset", "load_dataset", "SPLIT_SCHEMES"]
 
 SPLIT_SCHEMES = ("study", "kfold", "shuffle", "group", "file")
-_KEYS = {"name", "responses", "stimulus_ids", "categories", "targets", "nan_policy", "splits"}
+_KEYS = {"name", "responses", "stimulus_ids", "categories", "targets", "nan_policy", "splits", "activations",
+         "models"}
 
 
 @dataclass
@@ -74,7 +92,9 @@ class Dataset:
     categories : list of str or None
     splits : (n_splits, stimuli) bool train masks
     nan_policy : "raise" or "omit"
-    manifest : Path of the manifest
+    manifest : Path of the manifest (None for a Dataset built in Python)
+    activations : Path of the folder holding ``model_actv/`` (default: the manifest's folder)
+    models : list of str (model names or registry model sets) or None (every model present)
     """
 
     name: str
@@ -84,7 +104,10 @@ class Dataset:
     categories: list | None
     splits: np.ndarray
     nan_policy: str
-    manifest: Path
+    manifest: Path | None
+    activations: Path | None = None
+    models: list | None = None
+    _prepared: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_stimuli(self) -> int:
@@ -112,14 +135,29 @@ class Dataset:
     def score_layer(self, X, **kwargs):
         """:func:`fastenc.score_layer` of one layer (rows in this dataset's stimulus order) on its
         responses and splits (keyword arguments are passed on)."""
-        from .scoring import score_layer
+        from .scoring import prepare_targets, score_layer
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[0] != self.n_stimuli:
             raise ValueError(f"activations must be ({self.n_stimuli} stimuli, units) for dataset {self.name!r}; "
                              f"got shape {X.shape}")
         Y = self.responses if self.n_repetitions > 1 else self.responses[:, :, 0]
-        kwargs.setdefault("nan_policy", self.nan_policy)
-        return score_layer(X, Y, splits=self.splits, **kwargs)
+        nan_policy = kwargs.pop("nan_policy", self.nan_policy)
+        if nan_policy != self.nan_policy:
+            return score_layer(X, Y, splits=self.splits, nan_policy=nan_policy, **kwargs)
+        if self._prepared is None:  # prepared once, reused by every layer (with its reliabilities)
+            self._prepared = prepare_targets(Y, nan_policy=nan_policy)
+        return score_layer(X, self._prepared, splits=self.splits, **kwargs)
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(targets,) bool: the targets scored (all, or with ``nan_policy = "omit"`` those
+        without NaN/inf responses)."""
+        return np.isfinite(self.responses).all(axis=(0, 2))
+
+    def __getstate__(self):  # pickled (e.g. sent to Dask workers) without the prepared targets
+        state = dict(self.__dict__)
+        state["_prepared"] = None
+        return state
 
 
 def _read_manifest(path: Path) -> dict:
@@ -279,5 +317,20 @@ def load_dataset(manifest) -> Dataset:
                          f"(first: column {j}, target_id {targets['target_id'].iloc[j]!r}); set "
                          "nan_policy = \"omit\" in the manifest to score only complete targets")
     S = _splits(dict(conf.get("splits") or {"scheme": "kfold"}), len(ids), base, manifest, stim_table)
+    activations = base
+    if conf.get("activations") is not None:
+        a = Path(str(conf["activations"]))
+        activations = a if a.is_absolute() else base / a
+        if not activations.is_dir():
+            raise FileNotFoundError(f"dataset manifest {manifest}: activations folder {activations} does not exist "
+                                    "(it must hold model_actv/<model>/)")
+    models = conf.get("models")
+    if models is not None:
+        if isinstance(models, str):
+            models = [models]
+        if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+            raise ValueError(f"dataset manifest {manifest}: models must be a non-empty list of model names, "
+                             f"got {conf['models']!r}")
     return Dataset(name=str(conf["name"]), responses=Y, stimulus_ids=ids, targets=targets,
-                   categories=categories, splits=S, nan_policy=nan_policy, manifest=manifest)
+                   categories=categories, splits=S, nan_policy=nan_policy, manifest=manifest,
+                   activations=activations, models=models)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["RegressionTables", "ComponentTables", "RSATables", "VoxelTables", "ConsistencyTables", "SeedTables",
-           "StudyResults"]
+           "DatasetTables", "StudyResults"]
 
 
 @dataclass
@@ -119,6 +119,56 @@ class SeedTables(ConsistencyTables):
     _files = {"scores": "seeds", "correlations": "seeds-correlations"}
 
 
+@dataclass
+class DatasetTables:
+    """One manifest dataset scored by ``run_all(datasets=...)`` (:mod:`fastenc.study.datasets`);
+    every table is written as ``<out>/dataset-<name>_<table>.csv`` (docs/outputs.md)."""
+
+    name: str
+    #: ``dataset-<name>``: the prefix of the files and the dataset's folder under ``regression/``
+    key: str
+    #: ``r2_test_c`` (noise-corrected, >= 2 repetitions) or ``r2_test`` (one repetition)
+    metric: str
+    #: per model version, layer, participant and ROI (``all`` = pooled): median over targets; ``layers``
+    layers: pd.DataFrame
+    #: per model version, ROI and layer: mean over units ± within-unit SEM; ``across-layers``
+    across_layers: pd.DataFrame
+    #: per model version and ROI: best layer on independent splits, mean ± SEM over units; ``across-models``
+    across_models: pd.DataFrame
+    #: per model version and target: its headline score and most chosen layer; ``target-scores``
+    target_scores: pd.DataFrame
+    #: per model version, ROI and participant (with a participant column); ``subject-scores``
+    subject_scores: pd.DataFrame | None = None
+    #: (model, randnetw) -> LayerCurve over all targets (for the figures; not written)
+    curves: dict = field(default_factory=dict, repr=False)
+    #: the ROIs of the targets table, in order of appearance (empty without an roi column)
+    rois: list = field(default_factory=list)
+    #: the regression units of the run (``target`` = :attr:`key`)
+    units: pd.DataFrame | None = None
+    #: figures drawn (PNG)
+    figures: list = field(default_factory=list)
+
+    _files = {"layers": "layers", "across_layers": "across-layers", "across_models": "across-models",
+              "target_scores": "target-scores", "subject_scores": "subject-scores"}
+
+    def named(self) -> dict:
+        """``dataset-<name>_<table>`` -> DataFrame, for the tables written."""
+        return {f"{self.key}_{stem}": getattr(self, attr) for attr, stem in self._files.items()
+                if getattr(self, attr) is not None}
+
+    def long_scores(self, roi: str = "all") -> pd.DataFrame:
+        """``model, randnetw, subj_idx, score``: the headline score per model version and unit
+        (participant, or target without participants) over the targets of ``roi``, as
+        :func:`fastenc.analysis.across_models_summary` and the across-model figure take it."""
+        if self.subject_scores is not None:
+            d = self.subject_scores[self.subject_scores["roi"] == roi]
+            d = d.rename(columns={"participant": "subj_idx"})
+        else:
+            d = self.target_scores if roi == "all" else self.target_scores[self.target_scores["roi"] == roi]
+            d = d.rename(columns={"target_id": "subj_idx"})
+        return d.rename(columns={"source_model": "model"})[["model", "randnetw", "subj_idx", "score"]]
+
+
 def _named(by_target: dict) -> dict:
     out = {}
     for t, tabs in by_target.items():
@@ -162,6 +212,8 @@ class StudyResults:
         Wall time of the run.
     report : Path or None
         ``<out>/report.html`` (written with the figures).
+    datasets : dict
+        Dataset name -> :class:`DatasetTables` (manifest datasets scored in the run).
 
     Examples
     --------
@@ -184,13 +236,15 @@ class StudyResults:
     skipped: list = field(default_factory=list)
     elapsed_s: float = float("nan")
     report: Path | None = None
+    #: dataset name -> :class:`DatasetTables` (``run_all(datasets=...)``, ``--dataset``)
+    datasets: dict = field(default_factory=dict)
 
     @property
     def tables(self) -> dict:
         """Every table written under :attr:`out` and held in memory, by file name without ``.csv``
         (the per-voxel tables are in :attr:`streamed_tables`)."""
         extra = {"dimensionality": self.dimensionality} if self.dimensionality is not None else {}
-        for tabs in (self.consistency, self.seeds):
+        for tabs in (self.consistency, self.seeds, *self.datasets.values()):
             if tabs is not None:
                 extra.update(tabs.named())
         return {**_named(self.regression), **_named(self.components), **_named(self.rsa),

@@ -29,6 +29,7 @@ from .consistency import run_consistency_stage, run_seed_stage
 from .dimensionality import run_dimensionality_stage
 from .store import RecomputeLog, StudyStore
 from .voxels import run_voxel_stage
+from .datasets import dataset_provenance, plan_datasets, run_dataset_stage
 
 __all__ = ["run_all", "run_regression", "kernels_cached"]
 
@@ -69,8 +70,9 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
     return df
 
 
-def _write_report(results, plan, t0) -> Path:
-    """``<out>/report.html`` with the run's provenance (docs/outputs.md)."""
+def _write_report(results, plan, t0, dataset_plans=()) -> Path:
+    """``<out>/report.html`` with the run's provenance (docs/outputs.md); ``plan`` is None in a
+    run of datasets only."""
     import platform
     import sys
     from datetime import datetime, timezone
@@ -82,6 +84,8 @@ def _write_report(results, plan, t0) -> Path:
         "fastenc version": __version__,
         "method version (results reused only when equal)": method_version(),
         "command line": " ".join(sys.argv) if sys.argv and sys.argv[0] else "(Python API)",
+    }
+    study = {} if plan is None else {
         "data root": plan.data_dir,
         "data fingerprints": "; ".join(f"{b.name}: {b.fingerprint}" for b in plan.bundles.values()),
         "models": ", ".join(f"{m}{' (permuted)' if r else ''}" for m, r in plan.work),
@@ -91,17 +95,23 @@ def _write_report(results, plan, t0) -> Path:
                  "permutations: seed 0, 10,000 resamples",
         "RSA": "corrected (Spearman ceiling, SEM over participants)" if plan.rsa_corrected
                else "study's quirks (Pearson ceiling, SEM over models)",
+    }
+    prov.update(study)
+    prov.update(dataset_provenance(dataset_plans))
+    prov.update({
         "run time": f"{time.perf_counter() - t0:.1f} s, finished "
                     f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-    }
+    })
     return write_report(results.out, provenance=prov)  # skipped figures: from figures/SKIPPED.txt
 
 
 def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
             overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None,
-            rsa_corrected=False, manifest=None, nan_policy="raise", export_surface_mat=False) -> StudyResults:
-    """Run the whole study: regression, analysis, RSA and figures.
+            rsa_corrected=False, manifest=None, nan_policy="raise", export_surface_mat=False,
+            datasets=None) -> StudyResults:
+    """Run the whole study: regression, analysis, RSA and figures; and/or score models against
+    your own datasets (``datasets``).
 
     Parameters
     ----------
@@ -141,6 +151,14 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         Also write the study's ``.mat`` files of the voxel maps (``vals``, ``x_ras``, ``y_ras``; per
         participant x hemisphere, median subject, median over models) under ``<out>/surface-mat/``,
         for the FreeSurfer route of the study.
+    datasets : list of paths or :class:`fastenc.dataset.Dataset`, optional
+        Dataset manifests (:mod:`fastenc.dataset`) whose models are scored too: every layer of
+        every model under the manifest's ``activations`` folder (or its ``models``), stored and
+        reused like the study's units, with the tables ``<out>/dataset-<name>_*.csv`` and the
+        figures ``<out>/figures/dataset-<name>_*`` (docs/outputs.md). With ``datasets`` and
+        neither ``data_dir`` nor ``targets``, only the datasets run (no study, no demo); then
+        ``models`` selects the models of a dataset whose manifest has no ``models`` key (in a
+        run with the study, ``models`` is the study's).
 
     Returns
     -------
@@ -153,6 +171,13 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     >>> results.regression["NH2015"].across_models  # doctest: +SKIP
     """
     t0 = time.perf_counter()
+    if datasets is not None and not isinstance(datasets, (list, tuple)):
+        one = isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "stimulus_ids")
+        datasets = [datasets] if one else list(datasets)
+    if datasets and data_dir is None and targets is None:
+        return _run_datasets_only(datasets, out, models=models, n_threads=n_threads, overwrite=overwrite,
+                                  progress=progress, client=client, figures=figures, alphas=alphas,
+                                  manifest=manifest, t0=t0)
     if data_dir is None:
         where = default_demo_dir()
         from ..datasets import make_demo
@@ -164,6 +189,8 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     plan = build_plan(data_dir, out, models=models, targets=targets, manifest=manifest, alphas=alphas,
                       nan_policy=nan_policy, n_threads=n_threads, overwrite=overwrite, progress=progress,
                       rsa_corrected=rsa_corrected)
+    dplans = plan_datasets(datasets, plan.out, manifest=manifest, alphas=alphas, n_threads=n_threads,
+                           overwrite=overwrite, progress=progress) if datasets else []
     store = StudyStore(plan.out)
     log = RecomputeLog(plan.out)
     executor = make_executor(client, n_threads)
@@ -184,12 +211,50 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     if figures:
         say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
         results.figures = draw_figures(results, plan.registry)
+    if dplans:
+        _add_datasets(results, dplans, store, executor, log, progress, figures)
     results.elapsed_s = time.perf_counter() - t0
     if figures:
-        results.report = _write_report(results, plan, t0)
+        results.report = _write_report(results, plan, t0, dplans)
     if progress:
-        n = results.counts()
-        say(f"run-all finished in {results.elapsed_s:.1f} s ({n['done'] + n['recomputed']} units computed, "
-            f"of which {n['recomputed']} recomputed because inputs changed, {n['skipped']} reused) -> {out}")
+        _say_finished(results, "run-all", out)
+    log.summary(verbose=progress)
+    return results
+
+
+def _say_finished(results, what, out) -> None:
+    n = results.counts()
+    say(f"{what} finished in {results.elapsed_s:.1f} s ({n['done'] + n['recomputed']} units computed, "
+        f"of which {n['recomputed']} recomputed because inputs changed, {n['skipped']} reused) -> {out}")
+
+
+def _add_datasets(results, plans, store, executor, log, progress, figures) -> None:
+    """The datasets' stage (:mod:`fastenc.study.datasets`) into ``results``."""
+    results.datasets = run_dataset_stage(plans, store, executor, log, progress=progress, figures=figures)
+    units = [t.units for t in results.datasets.values() if t.units is not None and len(t.units)]
+    if units:
+        results.regression_units = pd.concat([results.regression_units, *units], ignore_index=True)
+    for tabs in results.datasets.values():
+        results.figures += tabs.figures
+
+
+def _run_datasets_only(datasets, out, models, n_threads, overwrite, progress, client, figures, alphas,
+                       manifest, t0) -> StudyResults:
+    """``run_all(datasets=...)`` without the study: the datasets' regression, tables, figures and
+    ``report.html``."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    plans = plan_datasets(datasets, out, models=models, manifest=manifest, alphas=alphas, n_threads=n_threads,
+                          overwrite=overwrite, progress=progress)
+    out = plans[0].out
+    log = RecomputeLog(out)
+    if progress and not kernels_cached():
+        say("compiling kernels, first run only (about half a minute)")
+    results = StudyResults(out=Path(out), regression_units=pd.DataFrame(), regression={})
+    _add_datasets(results, plans, StudyStore(out), make_executor(client, n_threads), log, progress, figures)
+    results.elapsed_s = time.perf_counter() - t0
+    if figures:
+        results.report = _write_report(results, None, t0, plans)
+    if progress:
+        _say_finished(results, f"run-all (datasets {', '.join(p.name for p in plans)})", out)
     log.summary(verbose=progress)
     return results
