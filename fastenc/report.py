@@ -59,6 +59,9 @@ FIGURE_GROUPS = (
     ("seed", "Seeds", "Models trained with two seeds should score alike."),
     ("clean-vs-noisy", "Trained on clean vs noisy speech",
      "Whether training on speech in noise helps to predict auditory cortex (Fig. 8)."),
+    ("dataset-", "Your datasets (manifests)",
+     "Each dataset's models: the best layer on independent splits, and where along each model the "
+     "responses are predicted best (per ROI when the targets have one); regression only, no RSA."),
 )
 
 _STAT_TABLES = (

@@ -293,7 +293,7 @@ def test_cli_dataset_only_writes_tables_figures_and_report(small, tmp_path, monk
         assert (out / "figures" / f"dataset-vision_{fig}.png").is_file()
     assert "dataset-vision_rsa: RSA is not run" in (out / "figures" / "SKIPPED.txt").read_text()
     page = (out / "report.html").read_text()
-    assert "dataset-vision_across-models" in page and "dataset vision" in page
+    assert "dataset-vision_across-models" in page and "dataset vision" in page and "Your datasets" in page
     assert not list(out.glob("across-models_*.csv"))  # no study
 
 
