@@ -144,9 +144,10 @@ class Dataset:
         nan_policy = kwargs.pop("nan_policy", self.nan_policy)
         if nan_policy != self.nan_policy:
             return score_layer(X, Y, splits=self.splits, nan_policy=nan_policy, **kwargs)
-        if self._prepared is None:  # prepared once, reused by every layer (with its reliabilities)
-            self._prepared = prepare_targets(Y, nan_policy=nan_policy)
-        return score_layer(X, self._prepared, splits=self.splits, **kwargs)
+        # prepared once, reused by every layer (with its reliabilities); again if responses is replaced
+        if self._prepared is None or self._prepared[0] is not self.responses:
+            self._prepared = (self.responses, prepare_targets(Y, nan_policy=nan_policy))
+        return score_layer(X, self._prepared[1], splits=self.splits, **kwargs)
 
     @property
     def kept(self) -> np.ndarray:

@@ -261,6 +261,8 @@ def test_errors_name_the_file(small, tmp_path):
     os.remove(h5)
     with pytest.raises(FileNotFoundError, match=r"no activations of model 'PlantNet'.*natsound_activations\.h5"):
         run_with(base.replace('name = "vision"', 'name = "v"\nmodels = ["PlantNet"]'))
+    with pytest.raises(FileNotFoundError, match=r"no activations of model 'PlantNet'"):
+        run_with(base)  # its folder is there: not skipped in silence
     # an unknown model: named in the manifest, or a folder the registry does not know
     with pytest.raises(ValueError, match=r"bad\.toml.*unknown model or model set 'NoSuchNet'.*fastenc_models\.json"):
         run_with(base.replace('name = "vision"', 'name = "v"\nmodels = ["NoSuchNet"]'))

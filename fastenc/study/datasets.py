@@ -83,11 +83,6 @@ class DatasetPlan:
         return self.dataset.name
 
     @property
-    def where(self) -> str:
-        m = self.dataset.manifest
-        return f"dataset {self.name!r}" + (f" ({m})" if m is not None else "")
-
-    @property
     def models(self) -> list:
         return list(dict.fromkeys(m for m, _ in self.work))
 
@@ -146,7 +141,7 @@ def dataset_models(ds: Dataset, root: Path, registry: Registry, models=None) -> 
                                             f"(expected e.g. {paths[0].name})")
         if versions:
             work += [(m, r) for r in versions]
-        elif models is not None:
+        else:  # asked for, or a folder of its own under model_actv/: an error, not a silent skip
             expected = activation_paths(root, spec, False, ds.stimulus_ids)[0]
             raise FileNotFoundError(f"{where}: no activations of model {m!r} (expected e.g. {expected})")
     if not work:
@@ -466,7 +461,7 @@ def draw_dataset_figures(plan: DatasetPlan, tabs: DatasetTables) -> tuple:
     fig_dir.mkdir(parents=True, exist_ok=True)
     names = {m: plan.registry.display_name(m) for m in plan.models}
     corrected = tabs.metric == "r2_test_c"
-    ylabel = F.R2C_LABEL if corrected else "Median R² (not noise-corrected)"
+    ylabel = "Median noise-corrected R²" if corrected else "Median R² (not noise-corrected)"
     unit = "participants" if tabs.subject_scores is not None else "targets"
     drawn, skipped = [], [(f"{tabs.key}_rsa", RSA_NOTE)]
 
