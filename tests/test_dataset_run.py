@@ -233,6 +233,27 @@ def test_pickles_are_read_by_the_manifest_ids(small, tmp_path):
     assert list(res.datasets["pick"].across_models["source_model"].unique()) == ["PickleNet"]
 
 
+def test_no_participants_one_repetition_targets_are_the_units(small, tmp_path):
+    d = small.parent
+    np.save(d / "responses1.npy", np.load(d / "responses.npy")[:, :, :1])
+    (d / "plain.toml").write_text('name = "plain"\nresponses = "responses1.npy"\n'
+                                  'stimulus_ids = "stimuli.csv:stimulus_id"\nmodels = ["PlantNet"]\n'
+                                  '[splits]\nscheme = "kfold"\nk = 5\n')
+    res = fastenc.run_all(datasets=[d / "plain.toml"], out=tmp_path / "o", progress=False)
+    tabs = res.datasets["plain"]
+    assert tabs.metric == "r2_test" and tabs.subject_scores is None and tabs.rois == []
+    am = tabs.across_models
+    assert (am["unit"] == "targets").all() and (am["n_units"] == 4).all() and (am["metric"] == "r2_test").all()
+    ts = tabs.target_scores
+    for rn, g in ts.groupby("randnetw"):
+        row = am[am["randnetw"] == rn].iloc[0]
+        assert row["score_mean"] == pytest.approx(g["score"].mean(), rel=1e-12)
+        assert row["score_sem_between"] == pytest.approx(g["score"].std(ddof=0) / np.sqrt(len(g) - 1), rel=1e-12)
+    assert "median_r2_test_c" not in tabs.layers and {"median_r2_test", "median_r_test"} <= set(tabs.layers)
+    figs = sorted(p.name for p in (tmp_path / "o" / "figures").glob("*.png"))
+    assert figs == ["dataset-plain_across-layers.png", "dataset-plain_across-models.png"]
+
+
 def test_errors_name_the_file(small, tmp_path):
     d = small.parent
 
