@@ -128,6 +128,14 @@ def _headline(out: Path) -> str:
         else:
             continue
         parts.append(f"<h3>{html.escape(target)}: {what}</h3>{_table(df)}")
+    for csv in sorted(out.glob("dataset-*_across-models.csv")):
+        df = pd.read_csv(csv)
+        name = csv.stem[len("dataset-"):-len("_across-models")]
+        cols = [c for c in ("display_name", "randnetw", "roi", "score_mean", "score_sem", "n_units", "unit",
+                            "best_layer") if c in df]
+        metric = str(df["metric"].iloc[0]) if "metric" in df and len(df) else "score"
+        parts.append(f"<h3>dataset {html.escape(name)}: median {html.escape(metric)} at the best layer "
+                     f"(mean over the `unit` column’s units ± within-unit SEM across models; docs/outputs.md)</h3>{_table(df[cols])}")
     if not parts:
         return "<p>No across-model table was written.</p>"
     return "\n".join(parts)

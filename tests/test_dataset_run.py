@@ -318,6 +318,8 @@ def test_cli_dataset_only_writes_tables_figures_and_report(small, tmp_path, monk
     page = (out / "report.html").read_text()
     assert "dataset-vision_across-models" in page and "dataset vision" in page and "Your datasets" in page
     assert not list(out.glob("across-models_*.csv"))  # no study
+    assert "No across-model table was written" not in page  # the dataset's table is the headline
+    assert "dataset vision: median r2_test_c at the best layer" in page
 
 
 def test_study_and_dataset_in_one_run(small, tmp_path):
