@@ -88,6 +88,8 @@ __all__ = [
     "best_layer_any_splits",
     "spectemp_independent_splits",
     "components_independent_splits",
+    "most_frequent_layer",
+    "mean_test_prediction",
     "joined",
     "across_models_summary",
     "correlation_across",
@@ -453,12 +455,14 @@ def spectemp_independent_splits(values, subj_idx, clip: bool = True,
 
 
 def components_independent_splits(values, component_names: Sequence[str] | None = None,
-                                  clip: bool = False, n_iterations: int = N_ITERATIONS) -> pd.DataFrame:
+                                  clip: bool = False, n_iterations: int = N_ITERATIONS,
+                                  layer_names: Sequence[str] | None = None) -> pd.DataFrame:
     """Components (no participants): the same loop on uncorrected r2 per component.
 
     ``values``: (n_layers, n_components, 10). Returns a DataFrame indexed by component with
     ``score`` (mean over iterations of the readout at the best layer), ``iter_0 … iter_{n-1}``
-    (per-iteration readouts) and ``best_layer_mode`` (most frequent best layer).
+    (per-iteration readouts) and ``best_layer_mode`` (most frequent best layer, 0-based; ties
+    broken by :func:`most_frequent_layer`: as the study did when ``layer_names`` are given).
     """
     arr = _check_layer_values(values)
     n_comp = arr.shape[1]
@@ -470,13 +474,67 @@ def components_independent_splits(values, component_names: Sequence[str] | None 
     df = pd.DataFrame(scores.T, index=pd.Index(list(component_names), name="component"),
                       columns=[f"iter_{i}" for i in range(n_iterations)])
     df.insert(0, "score", scores.mean(axis=0))
-    modes = []
-    for c in range(n_comp):
+    df["best_layer_mode"] = most_frequent_layer(best, layer_names)
+    return df
+
+
+def most_frequent_layer(best, layer_names: Sequence[str] | None = None, seed: int = 0) -> np.ndarray:
+    """Per component, the layer chosen most often as its best layer over the iterations.
+
+    ``best``: (n_iterations, n_components) 0-based layer indices (-1: undefined, not counted).
+    With ``layer_names`` (one model version's layers), ties are broken as the study did for the
+    layer whose predictions it plotted (METHOD §5, Fig. 4): it counted the layers by *name*, in
+    sorted (lexicographic) order of the names; where the most frequent count is above 1, a
+    uniform choice among the tied names from one ``RandomState(seed)`` stream per model version,
+    components in order (a single most frequent layer draws nothing); where every layer was
+    chosen once, the first name in that order. Without ``layer_names``: the lowest index among
+    the tied layers. Returns (n_components,) int, -1 where no iteration defined a layer.
+
+    Examples
+    --------
+    >>> most_frequent_layer(np.array([[0, 2], [1, 2], [1, 0]]))
+    array([1, 2])
+    >>> most_frequent_layer(np.array([[0], [1]]), layer_names=["relu", "conv"])  # each once: 'conv'
+    array([1])
+    """
+    best = np.asarray(best)
+    if best.ndim != 2:
+        raise ValueError(f"best must be (iterations, components), got shape {best.shape}")
+    rs = np.random.RandomState(seed) if layer_names is not None else None
+    out = np.full(best.shape[1], -1, dtype=np.int64)
+    for c in range(best.shape[1]):
         b = best[:, c]
         b = b[b >= 0]
-        modes.append(int(np.bincount(b).argmax()) if b.size else -1)
-    df["best_layer_mode"] = modes
-    return df
+        if not b.size:
+            continue
+        if layer_names is None:
+            out[c] = int(np.bincount(b).argmax())
+            continue
+        names = np.array([str(layer_names[i]) for i in b])
+        uniq, counts = np.unique(names, return_counts=True)  # sorted names, as the study's groupby
+        if counts.max() > 1:
+            pick = str(rs.choice(uniq[counts == counts.max()]))
+        else:
+            pick = str(uniq[0])
+        out[c] = [str(n) for n in layer_names].index(pick)
+    return out
+
+
+def mean_test_prediction(predictions) -> tuple:
+    """Each stimulus's prediction over the splits where it was a test stimulus, as the study
+    combined them for its predicted-vs-measured plots (the mean over those splits).
+
+    ``predictions``: (..., n_splits, n_stimuli), NaN where the stimulus was in the train set
+    (``LayerScores.predictions``). Returns ``(mean, n)``: the mean over splits (NaN where the
+    stimulus was never tested) and the number of splits it was tested in.
+    """
+    P = np.asarray(predictions, dtype=np.float64)
+    ok = np.isfinite(P)
+    n = ok.sum(axis=-2)
+    total = np.where(ok, P, 0.0).sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    return mean, n
 
 
 # --------------------------------------------------------------------------------------

@@ -20,13 +20,24 @@ from . import analysis as _an
 
 __all__ = ["plot_across_models", "plot_across_layers", "plot_components", "plot_roi_best_layer",
            "plot_rsa_across_models", "plot_roi_matrices", "plot_across_layers_roi", "plot_model_scatters",
-           "plot_layer_scatters", "plot_grouped_bars", "save_figure"]
+           "plot_layer_scatters", "plot_grouped_bars", "plot_component_predictions", "save_figure",
+           "CATEGORY_COLORS", "CATEGORY_LABELS"]
 
 R2C_LABEL = "Median noise-corrected R²"
 TRAINED_COLOR = "#2b6cb0"
 PERMUTED_COLOR = "#a0aec0"
 SPECTEMP_COLOR = "#c05621"
 ROI_COLORS = {"Anterior": "#2f855a", "Lateral": "#b7791f", "Posterior": "#805ad5"}
+#: Colour of each sound category (fastenc.constants.CATEGORY_ORDER): music blue, speech green,
+#: vocalisations purple, non-vocal sounds red, nature / mechanical / environmental warm to grey.
+CATEGORY_COLORS = {"Music": "#1f3fbf", "Song": "#4fb3e8", "EngSpeech": "#1b6b2f", "ForSpeech": "#7ccf5a",
+                   "HumVoc": "#7b2fb5", "AniVoc": "#d48ae6", "HumNonVoc": "#b3202a", "AniNonVoc": "#f27fb0",
+                   "Nature": "#e0b000", "Mechanical": "#f07c00", "EnvSound": "#8c8c8c"}
+#: Legend names of the sound categories.
+CATEGORY_LABELS = {"Music": "Instrumental music", "Song": "Vocal music", "EngSpeech": "English speech",
+                   "ForSpeech": "Foreign speech", "HumVoc": "Human vocal, non-speech", "AniVoc": "Animal vocal",
+                   "HumNonVoc": "Human non-vocal", "AniNonVoc": "Animal non-vocal", "Nature": "Nature",
+                   "Mechanical": "Mechanical", "EnvSound": "Environmental"}
 
 
 def _new_figure(figsize) -> Figure:
@@ -36,14 +47,26 @@ def _new_figure(figsize) -> Figure:
 
 
 def save_figure(fig: Figure, path, dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``path`` with suffixes .png and .pdf; returns the two paths."""
+    """Save ``fig`` as ``path`` with suffixes .png and .pdf; returns the two paths.
+
+    A layout engine (``layout="constrained"``) runs once, for the PNG: the PDF is drawn with the
+    positions it found (they are in figure coordinates and do not depend on the dpi), which saves
+    a second layout pass, as costly as the drawing itself on figures with many panels.
+    """
     p = Path(path)
     if p.suffix.lower() in (".png", ".pdf"):
         p = p.with_suffix("")
     p.parent.mkdir(parents=True, exist_ok=True)
     out = [p.with_name(p.name + ".png"), p.with_name(p.name + ".pdf")]
     fig.savefig(out[0], dpi=dpi)
-    fig.savefig(out[1])
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        fig.set_layout_engine("none")  # keeps the axes where the PNG's layout put them
+    try:
+        fig.savefig(out[1])
+    finally:
+        if engine is not None:
+            fig.set_layout_engine(engine)
     return out
 
 
@@ -744,6 +767,93 @@ def plot_grouped_bars(table: pd.DataFrame, panels: Sequence[str] | None = None, 
     if title:
         import textwrap
         fig.suptitle(textwrap.fill(title, width=int(width * 12)), fontsize=11)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_component_predictions(table: pd.DataFrame, versions: Sequence[tuple] | None = None,
+                               components: Sequence[str] | None = None,
+                               scores: Mapping[tuple, float] | None = None,
+                               display_names: Mapping[str, str] | None = None,
+                               title: str | None = None, path=None) -> Figure:
+    """Predicted vs measured response of each component over the sounds (paper Fig. 4): one row
+    per model version, one panel per component, one point per sound coloured by its category,
+    the component's layer and the Pearson r across the sounds in each panel.
+
+    ``table``: rows ``source_model, randnetw, component, layer, category, measured, predicted``
+    (``component-predictions_NH2015comp.csv``: the prediction at the component's most frequent
+    best layer, the mean over the splits that tested the sound; sounds never tested are left
+    out). ``versions``: ``(model, randnetw)`` rows to draw (default: all in ``table``).
+    ``scores``: ``{(model, randnetw, component): value}`` written under r (e.g. the median R² of
+    the best layer on independent splits). Panels are square, with the x = y line; a fixed grid
+    (no layout solver), so that the figure stays cheap to draw.
+    """
+    from matplotlib.patches import Patch
+    d = table.dropna(subset=["measured", "predicted"])
+    d = d.assign(randnetw=d["randnetw"].astype(bool))
+    if versions is None:
+        versions = list(dict.fromkeys(zip(d["source_model"], d["randnetw"])))
+    versions = [(m, bool(r)) for m, r in versions
+                if ((d["source_model"] == m) & (d["randnetw"] == bool(r))).any()]
+    if not versions:
+        raise ValueError("no model version with predictions to draw")
+    comps = list(dict.fromkeys(d["component"])) if components is None else list(components)
+    nrows, ncols = len(versions), len(comps)
+    # square panels of side `ax` inches on a fixed grid: gaps for tick labels between them
+    import textwrap
+    ax_in, gap_w, gap_h = 1.7, 0.45, 0.4
+    left, right, bottom = 0.8, 0.15, 0.95
+    w = left + right + ncols * ax_in + (ncols - 1) * gap_w
+    lines = textwrap.wrap(title, width=int(11 * (w - 0.4))) if title else []
+    top = 0.4 + 0.21 * len(lines)
+    h = top + bottom + nrows * ax_in + (nrows - 1) * gap_h
+    fig = Figure(figsize=(w, h))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
+                        wspace=gap_w / ax_in, hspace=gap_h / ax_in)
+    cats = [c for c in CATEGORY_COLORS if (d["category"] == c).any()]
+    cats += [c for c in dict.fromkeys(d["category"]) if c not in CATEGORY_COLORS]
+    for i, (m, rn) in enumerate(versions):
+        dv = d[(d["source_model"] == m) & (d["randnetw"] == rn)]
+        for j, comp in enumerate(comps):
+            ax = axes[i, j]
+            g = dv[dv["component"] == comp]
+            x, y = g["measured"].to_numpy(float), g["predicted"].to_numpy(float)
+            if len(g):
+                ax.scatter(x, y, s=7, c=[CATEGORY_COLORS.get(c, "black") for c in g["category"]],
+                           linewidths=0, zorder=3)
+                lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+                pad = 0.06 * (hi - lo or 1.0)
+                lo, hi = lo - pad, hi + pad
+                ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.7, ls="--", zorder=1)
+                ax.set_xlim(lo, hi)
+                ax.set_ylim(lo, hi)
+                r = _an.correlation_across(x, y)[0]
+                note = f"r = {r:.2f}" if np.isfinite(r) else "r undefined"
+                sc = (scores or {}).get((m, rn, comp))
+                if sc is not None and np.isfinite(sc):
+                    note += f"\nR² = {sc:.2f}"
+                ax.text(0.97, 0.03, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7)
+                ax.text(0.03, 0.97, str(g["layer"].iloc[0]), transform=ax.transAxes, ha="left", va="top",
+                        fontsize=7, color="0.25")
+            ax.set_aspect("equal", adjustable="box")
+            ax.tick_params(labelsize=6.5, length=2, pad=1.5)
+            ax.locator_params(nbins=4)
+            ax.spines[["top", "right"]].set_visible(False)
+            if i == 0:
+                ax.set_title(str(comp), fontsize=10)
+            if i == nrows - 1:
+                ax.set_xlabel("Measured", fontsize=8)
+            if j == 0:
+                label = f"{_name(m, display_names)}{' (permuted)' if rn else ''}"
+                ax.set_ylabel(f"{label}\nPredicted", fontsize=8)
+    fig.legend([Patch(color=CATEGORY_COLORS.get(c, "black")) for c in cats],
+               [CATEGORY_LABELS.get(c, c) for c in cats], loc="lower center", ncols=min(6, len(cats)),
+               fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.0), handlelength=1.0, columnspacing=1.2)
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=11, y=1 - 0.08 / h, va="top")
     if path is not None:
         save_figure(fig, path)
     return fig

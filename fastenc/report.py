@@ -44,6 +44,9 @@ FIGURE_GROUPS = (
      "Points above the diagonal: a non-primary ROI prefers a later layer than Primary."),
     ("components", "Components (NH2015comp)",
      "Which model predicts each response component; speech and music need trained networks."),
+    ("component-predictions", "Components: predicted vs measured responses (Fig. 4)",
+     "Each sound's component response against the model's prediction at the component's best "
+     "layer: points along the diagonal, with the speech and music sounds set apart only by trained networks."),
     ("rsa_across-models", "RSA across models",
      "Model–brain similarity against the noise ceiling (dashed line and band)."),
     ("rsa_per-roi", "RSA per anatomical ROI",

@@ -154,6 +154,10 @@ class LayerScores:
         the single-repetition predictions (test sounds), floored (repeated data only).
     constant : True where the centred prediction or the test data was constant (r set to 0).
     rv_floor, rv_hat_floor : (splits,) the floors used per split (see :func:`score_layer`).
+    predictions : (targets, splits, stimuli) or None
+        With ``score_layer(..., return_predictions=True)``: each split's test-set prediction of
+        the (mean-response) fit at its chosen alpha, intercept (train mean) included; NaN at
+        the split's train stimuli and for omitted targets. Not one of :meth:`arrays`.
     """
 
     r_test: np.ndarray
@@ -168,6 +172,7 @@ class LayerScores:
     alphas: np.ndarray = field(default=None, repr=False)
     rv_floor: np.ndarray | None = None
     rv_hat_floor: np.ndarray | None = None
+    predictions: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def noise_corrected(self) -> bool:
@@ -197,7 +202,8 @@ def _check_splits(splits, n_stimuli):
 
 
 def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="raise",
-                block=DEFAULT_BLOCK, rv_floor=None, rv_hat_floor=None) -> LayerScores:
+                block=DEFAULT_BLOCK, rv_floor=None, rv_hat_floor=None,
+                return_predictions=False) -> LayerScores:
     """Cross-validated encoding scores of one layer on every split.
 
     Parameters
@@ -223,6 +229,12 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
         predictions (test stimuli). Default: the one-tailed p < .05 critical Pearson r
         (:func:`critical_r`) for the split's train and test sizes, which for the study's
         83/82 splits are its rounded constants 0.182 and 0.183 (used as such).
+    return_predictions : bool
+        Also return the test-set predictions (``LayerScores.predictions``, targets x splits x
+        stimuli, NaN at train stimuli): the ridge fit of the (mean-response) target on the
+        split's train stimuli at its chosen alpha, with its intercept (the train mean), as the
+        study stored them (``y_preds_test_rescaled``). Costs no extra fit; memory is
+        targets x splits x stimuli floats (meant for few targets, e.g. components).
 
     Returns
     -------
@@ -265,6 +277,7 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
     rv = np.zeros(shape) if R else None
     rvh = np.zeros(shape) if R else None
     floors = np.array([_floors(int(m.sum()), int((~m).sum()), rv_floor, rv_hat_floor) for m in S])
+    preds = np.full((V, n_splits, N), np.nan) if return_predictions else None
 
     with thread_limits(n_threads):
         G = X0 @ X0.T  # single-threaded BLAS here too: results independent of the thread count
@@ -275,7 +288,9 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
             f = split_factors(G[np.ix_(train, train)], G[np.ix_(test, train)])
             # correlate the centred prediction (the fitted part): adding the train mean first
             # would erase it in floating point when alpha is far above the spectrum
-            idx, _, pred, _ = run_loo_ridge(Yt, train, f, alphas, block=block, per=per, add_intercept=False)
+            idx, _, pred, ybar = run_loo_ridge(Yt, train, f, alphas, block=block, per=per, add_intercept=False)
+            if return_predictions:  # the fitted part plus the intercept, of the mean-response rows
+                preds[:, s, test] = pred[::per] + ybar[::per, None]
             r = np.empty(V)
             split_scores(pred, Yt, test, V, per, R, floors[s, 1], r, rvh[:, s] if R else r)
             constant[:, s] = np.isnan(r)
@@ -296,9 +311,18 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
         out[targets.kept] = A
         return out
 
+    def full_rows(A):
+        """``full`` for a (kept targets, ...) array of any trailing shape (omitted: NaN)."""
+        if targets.kept.all():
+            return A
+        out = np.full((targets.n_targets,) + A.shape[1:], np.nan)
+        out[targets.kept] = A
+        return out
+
     return LayerScores(r_test=full(r_test, np.nan), r_prior_zero=full(r_raw, np.nan),
                        r2_test=full(r2, np.nan), alpha=full(alphas[a_idx], np.nan),
                        alpha_index=full(a_idx, -1), constant=full(constant, False),
                        r2_test_c=full(r2c, np.nan), rv=full(rv, np.nan), rv_hat=full(rvh, np.nan),
                        alphas=alphas, rv_floor=floors[:, 0] if R else None,
-                       rv_hat_floor=floors[:, 1] if R else None)
+                       rv_hat_floor=floors[:, 1] if R else None,
+                       predictions=None if preds is None else full_rows(preds))

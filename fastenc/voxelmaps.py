@@ -487,7 +487,7 @@ def _layer_colours(n: int):
 def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Sequence[str] | None = None,
                      hemis: Sequence[str] = HEMIS, title: str | None = None, vmin=None, vmax=None,
                      cbar_label: str | None = None, marker_size: float | None = None, path=None,
-                     axes=None):
+                     axes=None, colorbar: bool = True):
     """Flat map of one value over ``x_ras``, ``y_ras``: one panel per hemisphere.
 
     Parameters
@@ -513,6 +513,8 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
     axes : sequence of matplotlib Axes, optional
         Draw into these (one per hemisphere, e.g. a row of a larger figure, with the colour bar
         beside them) instead of a new figure; ``title`` then heads each panel.
+    colorbar : bool
+        Draw the colour bar (False: e.g. rows of a page that share one scale and one bar).
 
     Returns
     -------
@@ -583,6 +585,12 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         ax.set_ylabel("y (flattened surface, mm)", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.set_facecolor("#f2f2f2")
+    if not colorbar:
+        if title and own:
+            fig.suptitle(title, fontsize=12)
+        if path is not None:
+            save_figure(fig, path)
+        return fig
     from matplotlib.cm import ScalarMappable
     sm = sc if sc is not None else ScalarMappable(norm=norm, cmap=cmap)
     cb = fig.colorbar(sm, ax=list(axes), shrink=0.85, pad=0.02)
@@ -602,7 +610,8 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
 
 
 def plot_best_r2_map(table: pd.DataFrame, hemis: Sequence[str] = HEMIS, title: str | None = None,
-                     vmin: float = 0.0, vmax: float = 1.0, path=None, axes=None, cbar_label: str | None = None):
+                     vmin: float = 0.0, vmax: float = 1.0, path=None, axes=None, cbar_label: str | None = None,
+                     colorbar: bool = True):
     """Flat map of the clipped median noise-corrected r² at each voxel's best layer.
 
     ``table`` needs ``best_median_r2_test_c`` (per voxel, or per coordinate after
@@ -613,7 +622,7 @@ def plot_best_r2_map(table: pd.DataFrame, hemis: Sequence[str] = HEMIS, title: s
     3
     """
     return plot_surface_map(table, "best_median_r2_test_c", hemis=hemis, title=title, vmin=vmin,
-                            vmax=vmax, path=path, axes=axes, cbar_label=cbar_label)
+                            vmax=vmax, path=path, axes=axes, cbar_label=cbar_label, colorbar=colorbar)
 
 
 def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: int = 3, path=None):

@@ -117,6 +117,27 @@ def ridge_solve_centred_prediction(X_train, y_train, X_test, alpha):
     return (X_test - xm) @ (Xc.T @ dual)
 
 
+def ridge_solve_prediction(X_train, y_train, X_test, alpha):
+    """Test prediction of a ridge with unpenalised intercept at one alpha, by a plain solve.
+
+    Centre X and y with the train means, solve the penalised normal equations for the weights
+    (``(Xc^T Xc + alpha I) w = Xc^T yc`` when there are fewer features than train rows, else the
+    same fit in its dual form ``w = Xc^T (Xc Xc^T + alpha I)^-1 yc``), then predict
+    ``mean(y_train) + (X_test - mean(X_train)) @ w``: intercept included, as a fitted
+    scikit-learn ``Ridge`` predicts. ``y_train``: (n,) or (n, targets).
+    """
+    xm = X_train.mean(0)
+    ym = y_train.mean(0)
+    Xc = X_train - xm
+    yc = y_train - ym
+    n, p = Xc.shape
+    if p < n:
+        w = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(p), Xc.T @ yc)
+    else:
+        w = Xc.T @ np.linalg.solve(Xc @ Xc.T + alpha * np.eye(n), yc)
+    return ym + (X_test - xm) @ w
+
+
 def top_of_grid_limit(X_train, y_train, X_test):
     """The alpha -> infinity direction of the centred prediction, ``Xc_test Xc_train^T yc``.
 

@@ -163,3 +163,21 @@ def naive_component_permutation(v1, v2, n_perm=10000, seed=0):
     k_ge = sum(1 for x in null if x >= true_delta)
     k_gt = sum(1 for x in null if x > true_delta)
     return np.array(null), (k_ge + 1) / (n_perm + 1), k_gt / n_perm
+
+
+def naive_component_plot_layer(best_names):
+    """The layer the study plotted per component (predicted vs measured, Fig. 4), as its text
+    describes the choice: ``best_names`` is one list per component (in component order) of the best
+    layer's *name* in each iteration. Count the names (pandas, sorted by name); global stream seeded
+    0 once for the model version; where the top count is above 1, ``np.random.choice`` among the
+    names with the top count, else the first name."""
+    import pandas as pd
+    np.random.seed(0)
+    out = []
+    for names in best_names:
+        counts = pd.Series(names, dtype=object).to_frame("layer").groupby("layer").size()
+        if counts.max() > 1:
+            out.append(str(np.random.choice(counts.index[counts == counts.max()].values)))
+        else:
+            out.append(str(counts.index[0]))
+    return out

@@ -543,3 +543,34 @@ def test_comparison_pairs():
     assert fam["ResNet50multitask vs in-house"] == [(("ResNet50multitask", False), ("Kell2018word", False))]
     assert set(fam["clean vs noisy"]) == {(("Kell2018wordClean", False), ("Kell2018word", False)),
                                           (("Kell2018word", False), ("Kell2018wordClean", False))}
+
+
+def test_component_plot_layer_breaks_ties_as_the_study():
+    """most_frequent_layer with layer names: the study's choice of the plotted layer (ties among
+    sorted names drawn from one seed-0 stream, components in order), on iterations with many ties."""
+    names = ["relu1", "conv2", "avgpool", "Block_10", "block_2"]  # sorted order differs from layer order
+    state = np.random.get_state()
+    try:
+        for seed in range(40):
+            rs = np.random.RandomState(seed)
+            best = rs.randint(0, len(names), size=(10, 6))
+            best[:, 0] = rs.permutation(10)[:10] % len(names)  # a component with 2 of each
+            if seed % 4 == 0:
+                best[:, 1] = 2  # one layer every time
+            got = A.most_frequent_layer(best, layer_names=names)
+            ref = naive.naive_component_plot_layer([[names[i] for i in best[:, c]] for c in range(6)])
+            assert [names[i] for i in got] == ref, seed
+    finally:
+        np.random.set_state(state)
+    # every layer chosen once (more layers than iterations): the first name in sorted order
+    many = [f"layer{i}" for i in range(12)]
+    assert many[A.most_frequent_layer(np.arange(10)[:, None] + 2, layer_names=many)[0]] == "layer10"
+    # undefined iterations are not counted; none defined gives -1
+    assert list(A.most_frequent_layer(np.array([[-1, -1], [3, -1], [3, -1]]))) == [3, -1]
+
+
+def test_mean_test_prediction():
+    P = np.array([[[1.0, np.nan, 3.0], [np.nan, np.nan, 5.0]]])  # 1 target, 2 splits, 3 stimuli
+    mean, n = A.mean_test_prediction(P)
+    np.testing.assert_array_equal(n, [[1, 0, 2]])
+    np.testing.assert_array_equal(mean, [[1.0, np.nan, 4.0]])

@@ -21,7 +21,7 @@ ROI_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr"
 #: figures per neural target added by issue #10: voxel maps (trained, permuted), best-r2 maps,
 #: preferred-layer histogram, ED vs score (trained, permuted), across-layers per ROI, RSA per ROI
 NEW_FIGURES = 8
-NEW_STUDY_FIGURES = 2  # consistency across models, across layers
+NEW_STUDY_FIGURES = 3  # consistency across models, across layers; component predictions
 DEMO_POOL = "DemoCNN;DemoTransformer"
 
 
@@ -161,6 +161,45 @@ def test_component_scores_follow_planted_depth(study):
     cnn = comp[(comp["source_model"] == "DemoCNN") & ~comp["randnetw"]].set_index("component")
     assert cnn.loc["lowfreq", "best_layer"] in ("conv1", "conv2")
     assert cnn.loc["speech", "best_layer"] in ("conv4", "conv5", "fc")
+
+
+def test_component_predictions_stored_and_plotted(study):
+    """The component units hold score_layer's test predictions; component-predictions_NH2015comp
+    is their mean over the test splits at each component's most frequent best layer, against the
+    measured responses; the figure is drawn, and the demo's planted signal is predicted."""
+    data, out, results = study
+    from fastenc.io import load_neural, open_model, load_stimuli
+    from fastenc.study.store import StudyStore
+    Y = load_neural(data, "NH2015comp").Y
+    X = open_model(data, "DemoCNN").load_layer("conv3")
+    s = fastenc.score_layer(X, Y, return_predictions=True)
+    stored = StudyStore(out).read("NH2015comp", "DemoCNN", False, "conv3")
+    np.testing.assert_array_equal(stored["predictions"], s.predictions)
+    np.testing.assert_array_equal(stored["r2_test"], s.r2_test)
+    assert "predictions" not in StudyStore(out).read("NH2015", "DemoCNN", False, "conv3")
+    pred = pd.read_csv(out / "component-predictions_NH2015comp.csv")
+    pd.testing.assert_frame_equal(pred, results.components["NH2015comp"].predictions, check_exact=False, rtol=1e-15)
+    comp = results.components["NH2015comp"].across_models
+    stim = load_stimuli(data)
+    names = list(load_neural(data, "NH2015comp").target_names)
+    for (m, rn, c), g in pred.groupby(["source_model", "randnetw", "component"]):
+        layer = comp[(comp.source_model == m) & (comp.randnetw == rn) & (comp.component == c)]["best_layer"].item()
+        assert (g["layer"] == layer).all() and len(g) == 165
+        assert list(g["stim_id"]) == list(stim["stim_id"]) and list(g["category"]) == list(stim["category"])
+        P = StudyStore(out).read("NH2015comp", m, rn, layer, names=["predictions"])["predictions"][names.index(c)]
+        tested = np.isfinite(P)
+        np.testing.assert_array_equal(g["n_test_splits"], tested.sum(axis=0))
+        mean = np.array([P[tested[:, i], i].mean() if tested[:, i].any() else np.nan for i in range(165)])
+        np.testing.assert_allclose(g["predicted"], mean, rtol=1e-12, equal_nan=True)
+        np.testing.assert_array_equal(g["measured"], Y[:, names.index(c)])
+    r = {k: np.corrcoef(g["measured"], g["predicted"])[0, 1]
+         for k, g in pred.dropna().groupby(["source_model", "randnetw", "component"])}
+    for m in ("DemoCNN", "DemoTransformer"):
+        assert min(r[(m, False, c)] for c in names) > 0.6, m  # trained networks predict every component
+        for c in ("speech", "music"):  # the category-driven components need trained features
+            assert r[(m, False, c)] > r[(m, True, c)] + 0.4, (m, c)
+    png = out / "figures" / "component-predictions_NH2015comp.png"
+    assert png in set(results.figures) and png.with_suffix(".pdf").is_file()
 
 
 def test_stored_unit_matches_score_layer(study):

@@ -206,3 +206,57 @@ def test_top_of_grid_choice_gives_the_analytic_limit():
         assert s.r_prior_zero[v, 0] == pytest.approx(r, abs=1e-9), v
         assert s.r_test[v, 0] == pytest.approx(max(r, 0.0), abs=1e-9), v
     assert np.max(np.abs(rs)) > 0.05  # real correlations, not zeros
+
+
+# ------------------------------------------------------------------ test-set predictions
+def _prediction_case(p, seed, repeated):
+    """Targets from pure noise to strong signal, a large intercept, and features with an offset."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((165, p)) + 2.0
+    gains = np.array([0.0, 0.05, 0.3, 1.0, 3.0, 20.0])
+    sig = (X[:, :8] - 2.0) @ rng.standard_normal((8, gains.size)) * gains
+    if repeated:
+        return X, sig[:, :, None] + rng.standard_normal((165, gains.size, 3)) + 10.0
+    return X, sig + rng.standard_normal((165, gains.size)) + 10.0
+
+
+@pytest.mark.parametrize("p", [40, 300])  # fewer features than train sounds (primal solve), more (dual)
+@pytest.mark.parametrize("repeated", [False, True])
+def test_predictions_match_solve_ridge(p, repeated):
+    """Each split's test predictions are those of a ridge fitted by a plain solve on the centred
+    train data at the chosen alpha, plus the intercept (the mean-response target when repeated)."""
+    X, Y = _prediction_case(p, seed=p + repeated, repeated=repeated)
+    s = fastenc.score_layer(X, Y, return_predictions=True)
+    Ym = Y.mean(axis=2) if repeated else Y
+    assert s.predictions.shape == (Y.shape[1], 10, 165)
+    for split, (train, test) in enumerate(naive.study_splits()):
+        assert np.isnan(s.predictions[:, split, train]).all()
+        for v in range(Y.shape[1]):
+            ref = naive.ridge_solve_prediction(X[train], Ym[train, v], X[test], s.alpha[v, split])
+            np.testing.assert_allclose(s.predictions[v, split, test], ref, rtol=0, atol=1e-9,
+                                       err_msg=f"target {v}, split {split}")
+            # the r of the stored scores is the r of these predictions (the intercept drops out)
+            if not s.constant[v, split] and np.ptp(ref) > 1e-6:
+                assert s.r_prior_zero[v, split] == pytest.approx(naive.pearson(ref, Ym[test, v]), abs=1e-8)
+    assert len(np.unique(s.alpha)) > 3  # the case spans the alpha grid, not one end of it
+
+
+def test_predictions_leave_the_scores_unchanged():
+    """return_predictions adds a field and changes nothing else, bit for bit; no threads effect."""
+    X, Y = _make(8, p=150, V=40)
+    a = fastenc.score_layer(X, Y, block=16)
+    b = fastenc.score_layer(X, Y, block=16, return_predictions=True, n_threads=1)
+    c = fastenc.score_layer(X, Y, block=16, return_predictions=True, n_threads=2)
+    assert a.predictions is None and "predictions" not in b.arrays()
+    for k, A in a.arrays().items():
+        np.testing.assert_array_equal(A, b.arrays()[k], err_msg=k)
+    np.testing.assert_array_equal(b.predictions, c.predictions)
+
+
+def test_predictions_of_omitted_targets_are_nan():
+    X, Y = _make(9)
+    Y[3, 2, 1] = np.nan
+    s = fastenc.score_layer(X, Y, nan_policy="omit", return_predictions=True)
+    ref = fastenc.score_layer(X, np.delete(Y, 2, axis=1), return_predictions=True)
+    assert np.isnan(s.predictions[2]).all()
+    np.testing.assert_array_equal(s.predictions[[0, 1, 3, 4, 5]], ref.predictions)

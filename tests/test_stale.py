@@ -226,3 +226,22 @@ def test_method_version_bump(case, base, monkeypatch):
         assert f.attrs["input_method"] == str(store.METHOD_VERSION)
     # same inputs, same method: same numbers as the base (records aside)
     assert results(out, attrs=False) == results(base, attrs=False)
+
+
+def test_component_units_without_predictions(case, base):
+    """A folder written before the component units held their test predictions: those units are
+    recomputed (and logged), the NH2015 units are reused untouched, and the results equal the base."""
+    data, out = case
+    comp = {p.relative_to(out) for p in (out / "regression" / "NH2015comp").rglob("*.h5")}
+    for p in comp:  # as an older fastenc wrote them: no predictions, no record of them
+        with h5py.File(out / p, "a") as f:
+            del f["predictions"]
+            del f.attrs["input_predictions"]
+    before = stamps(out)
+    tables = run(data, out)
+    assert rewritten(before, out) == comp
+    why = "no stored test predictions (written before they were stored)"
+    assert recomputed(tables) == {p: why for p in comp}
+    assert sorted(log_lines(out)) == sorted(f"{p.parent.relative_to('regression')}/{p.stem}: recomputed ({why})"
+                                            for p in comp)
+    assert results(out, attrs=False) == results(base, attrs=False)

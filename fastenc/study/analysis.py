@@ -46,7 +46,7 @@ def run_analysis_stage(plan, store: StudyStore, progress=None) -> tuple:
     roi_pool, roi_label = model_pool([m for m in present if len(registry.layers(m)) >= 2], registry, FIG_ROI)
     for target, bundle in plan.bundles.items():
         if target == COMPONENT_TARGET:
-            components[target] = _components(store, out, bundle, work, registry, progress)
+            components[target] = _components(store, out, bundle, work, registry, progress, plan.stimuli)
             continue
         scores, curves, roi_rows = [], [], []
         roi = None
@@ -217,17 +217,22 @@ def _comparisons(long: pd.DataFrame, registry) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _components(store, out, bundle, work, registry, progress) -> ComponentTables:
-    """The six NH2015 components (METHOD §5): best layer on independent splits per component, and
-    the model comparisons by permutation of the pooled iteration scores."""
+def _components(store, out, bundle, work, registry, progress, stimuli=None) -> ComponentTables:
+    """The six NH2015 components (METHOD §5): best layer on independent splits per component, the
+    model comparisons by permutation of the pooled iteration scores, and (with ``stimuli``) each
+    component's predicted vs measured response per sound at its most frequent best layer."""
     target = bundle.name
     names = [n for n, k in zip(bundle.target_names, bundle.kept) if k]
     rows = []
     iters = {}
+    pred_rows = []
     for model, randnetw in work:
         layers = registry.layers(model)
         vals = _kept(bundle, store.layer_values(target, model, randnetw, layers, "r2_test"))[0]
-        df = an.components_independent_splits(vals, component_names=names, clip=False)
+        df = an.components_independent_splits(vals, component_names=names, clip=False, layer_names=layers)
+        if stimuli is not None:
+            pred_rows += _component_predictions(store, bundle, model, randnetw, layers, df["best_layer_mode"],
+                                                stimuli)
         it = df[[c for c in df.columns if c.startswith("iter_")]].to_numpy()
         iters[(model, bool(randnetw))] = dict(zip(df.index, it))
         n_it = it.shape[1]
@@ -243,6 +248,9 @@ def _components(store, out, bundle, work, registry, progress) -> ComponentTables
     cdf = pd.DataFrame(rows)
     cdf.to_csv(Path(out) / f"across-models_{target}.csv", index=False)
     res = ComponentTables(across_models=cdf)
+    if stimuli is not None:
+        res.predictions = pd.DataFrame(pred_rows, columns=PREDICTION_COLUMNS)
+        res.predictions.to_csv(Path(out) / f"component-predictions_{target}.csv", index=False)
     # model comparisons per component: permutation of the pooled per-iteration scores (METHOD §5)
     comp_rows = []
     for family, a, b in comparison_pairs(list(iters), registry):
@@ -258,3 +266,31 @@ def _components(store, out, bundle, work, registry, progress) -> ComponentTables
         comp_df.to_csv(Path(out) / f"model-comparisons_{target}.csv", index=False)
         res.model_comparisons = comp_df
     return res
+
+
+PREDICTION_COLUMNS = ["source_model", "randnetw", "component", "layer", "stim_id", "category", "measured",
+                      "predicted", "n_test_splits"]
+
+
+def _component_predictions(store, bundle, model, randnetw, layers, best_layer, stimuli) -> list:
+    """Rows of ``component-predictions_<t>``: per component of one model version and per sound, the
+    measured response and the prediction at the component's most frequent best layer, the mean
+    over the splits that tested the sound (as the study plotted them, paper Fig. 4)."""
+    kept = np.flatnonzero(bundle.kept)
+    measured = bundle.targets.Yt  # plain targets: one row per kept component, stimuli in order
+    stim_ids = stimuli["stim_id"].tolist()
+    cats = stimuli["category"].tolist()
+    by_layer = {}
+    rows = []
+    for k, (comp, b) in enumerate(best_layer.items()):
+        if b < 0:
+            continue
+        layer = layers[int(b)]
+        if layer not in by_layer:
+            unit = store.read(bundle.name, model, randnetw, layer, names=["predictions"])
+            by_layer[layer] = an.mean_test_prediction(unit["predictions"])
+        mean, n = by_layer[layer]
+        for i in range(len(stim_ids)):
+            rows.append((model, bool(randnetw), comp, layer, stim_ids[i], cats[i], float(measured[k, i]),
+                         float(mean[kept[k], i]), int(n[kept[k], i])))
+    return rows

@@ -26,7 +26,8 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
     """Draw the figures of ``results`` into ``<out>/figures``; returns the PNG paths.
 
     Figures are independent jobs: with ``workers`` > 1 (default: the CPU count, at most 4) they
-    are drawn by that many forked processes (matplotlib draws on one core), else in this process.
+    are drawn by this process and ``workers - 1`` helper processes started from a fork server
+    (matplotlib draws on one core; see :func:`_run_jobs`), else in this process.
     Figures whose models are absent are listed with the reason in ``results.skipped`` and
     ``figures/SKIPPED.txt``.
     """
@@ -142,6 +143,7 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
             figures.plot_components(scores, errors, display_names=names,
                                     spectemp=SPECTEMP if SPECTEMP in scores.index else None,
                                     path=path("components_NH2015comp"))
+    _component_predictions(results, names, figures, path, skipped)
     _run_jobs(jobs, workers)
     _write_skipped(fig_dir, skipped)
     return drawn
@@ -165,19 +167,107 @@ def _draw(fn, args, kwargs) -> None:
     fn(*args, **kwargs)  # saves the figure; the Figure itself is not sent back
 
 
-def _run_jobs(jobs, workers=None) -> None:
+#: Fewest figure jobs for which helper processes are started (below it, starting them costs more
+#: than they save).
+MIN_JOBS_FOR_WORKERS = 8
+
+
+def _worker_context():
+    """A start method that is safe here: processes forked from a fork server that preloads the
+    plotting modules (:mod:`fastenc.study.figure_worker`), or spawned where there is no fork
+    server (Windows). Never a fork of this process: it holds Numba's OpenMP threads (and, in a
+    notebook or with Dask, more), and forking a multi-threaded process can deadlock the child."""
     import multiprocessing as mp
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["fastenc.study.figure_worker"])  # used when the server starts
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _run_jobs(jobs, workers=None) -> None:
+    """Draw the figure ``jobs`` with ``workers`` processes in all: this one and ``workers - 1``
+    helpers (default: one per core, at most 4). This process starts at once from the front of the
+    list; the helpers (ready after the fork server has imported the plotting modules, about 2 s
+    of CPU, once per Python process) take from the back, where the costly voxel-map pages are
+    queued. With fewer than :data:`MIN_JOBS_FOR_WORKERS` jobs, or ``workers`` <= 1, everything is
+    drawn here. A job's error is raised here."""
     workers = min(os.cpu_count() or 1, 4) if workers is None else int(workers)
     workers = min(workers, len(jobs))
-    if workers <= 1 or "fork" not in mp.get_all_start_methods():
-        for fn, args, kwargs in jobs:
+    pending = list(jobs)
+    if workers <= 1 or len(pending) < MIN_JOBS_FOR_WORKERS:
+        for fn, args, kwargs in pending:
             _draw(fn, args, kwargs)
         return
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        futures = [pool.submit(_draw, fn, args, kwargs) for fn, args, kwargs in jobs]
-        for f in futures:
-            f.result()  # re-raises a job's error
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=_worker_context()) as pool:
+        running = set()
+        try:
+            while pending or running:
+                while pending and len(running) < workers - 1:
+                    running.add(pool.submit(_draw, *pending.pop()))
+                if pending:  # this process draws from the front while the helpers work
+                    _draw(*pending.pop(0))
+                elif running:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        f.result()  # re-raises a job's error
+                    continue
+                finished = {f for f in running if f.done()}
+                running -= finished
+                for f in finished:
+                    f.result()
+        except BaseException:
+            for f in running:
+                f.cancel()
+            raise
+
+
+#: The model whose component predictions the paper shows (Fig. 4: trained, permuted, and SpectroTemporal).
+FIG4_MODEL = "ResNet50multitask"
+
+
+def component_figure_versions(across_models: pd.DataFrame) -> list:
+    """The model versions of the predicted-vs-measured component figure, as in the paper's Fig. 4:
+    ResNet50multitask (else the trained model with the best mean component score), trained and
+    permuted, and the SpectroTemporal baseline; those present, in that order."""
+    d = across_models.assign(randnetw=across_models["randnetw"].astype(bool))
+    have = set(zip(d["source_model"], d["randnetw"]))
+    nets = d[d["source_model"] != SPECTEMP]
+    featured = None
+    if (FIG4_MODEL, False) in have or (FIG4_MODEL, True) in have:
+        featured = FIG4_MODEL
+    elif len(nets):
+        pref = nets[~nets["randnetw"]] if (~nets["randnetw"]).any() else nets
+        mean = pref.groupby("source_model", sort=False)["median_r2_test_mean"].mean()
+        featured = mean.index[int(np.argmax(mean.to_numpy()))]
+    out = [(featured, rn) for rn in (False, True) if featured is not None and (featured, rn) in have]
+    return out + ([(SPECTEMP, False)] if (SPECTEMP, False) in have else [])
+
+
+def _component_predictions(results, names, figures, path, skipped) -> None:
+    """Paper Fig. 4: each component's predicted vs measured response over the sounds, at its most
+    frequent best layer, for the versions of :func:`component_figure_versions`."""
+    from ..constants import COMPONENT_TARGET
+    if COMPONENT_TARGET not in results.components:
+        skipped.append((f"component-predictions_{COMPONENT_TARGET}",
+                        f"the {COMPONENT_TARGET} target (data/neural/{COMPONENT_TARGET}) was not run"))
+        return
+    for t, comp in results.components.items():
+        pred, am = comp.predictions, comp.across_models
+        versions = component_figure_versions(am) if pred is not None and len(pred) else []
+        if not versions:
+            skipped.append((f"component-predictions_{t}", "no model version with stored component predictions"))
+            continue
+        key = list(zip(pred["source_model"], pred["randnetw"].astype(bool)))
+        rows = pred[[k in set(versions) for k in key]]
+        scores = {(m, bool(r), c): v for m, r, c, v in
+                  zip(am["source_model"], am["randnetw"], am["component"], am["median_r2_test_mean"])}
+        figures.plot_component_predictions(
+            rows, versions=versions, scores=scores, display_names=names,
+            title=f"{t}: predicted vs measured response of each component at its most frequent best layer "
+                  "(mean over the test splits of each sound; R²: best layer on independent splits)",
+            path=path(f"component-predictions_{t}"))
 
 
 def _published(target, models):
@@ -281,12 +371,30 @@ def _map_page(rows, title, path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), 2, squeeze=False)
     fig.subplots_adjust(left=0.08, right=0.9, top=1 - 0.75 / h, bottom=0.45 / h, hspace=0.5, wspace=0.28)
+    # rows of one colour scale (the best-R² maps) share one colour bar, beside the whole page
+    shared = len({(v, m) for v, _, _, m, _ in rows}) == 1 and rows[0][0] == "best_median_r2_test_c"
     for row, (value, table, layer_names, vmax, label) in zip(axes, rows):
         if value == "best_median_r2_test_c":
-            vm.plot_best_r2_map(table, axes=row, vmin=0.0, vmax=vmax, title=label,
+            vm.plot_best_r2_map(table, axes=row, vmin=0.0, vmax=vmax, title=label, colorbar=not shared,
                                 cbar_label="Median noise-corrected R²\nat the best layer")
         else:
             vm.plot_surface_map(table, value, layer_names=layer_names, axes=row, vmax=vmax, title=label)
+    if shared:
+        sm = next((c for ax in axes.ravel() for c in ax.collections), None)
+        if sm is not None:
+            cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=min(0.9, 3.0 / len(rows) + 0.3), pad=0.02,
+                              aspect=12 * len(rows))
+            cb.set_label("Median noise-corrected R² at the best layer", fontsize=10)
+    # axis labels on the outer panels only, and the x tick labels on the lowest row only where
+    # every row of a column spans the same surface (all model versions of one target do)
+    for j in range(axes.shape[1]):
+        same_x = len({ax.get_xlim() for ax in axes[:, j]}) == 1
+        for ax in axes[:-1, j]:
+            ax.set_xlabel("")
+            if same_x:
+                ax.tick_params(labelbottom=False)
+    for ax in axes[:, 1:].ravel():
+        ax.set_ylabel("")
     fig.suptitle(title, fontsize=12, y=1 - 0.2 / h)
     vm.save_figure(fig, path)
 

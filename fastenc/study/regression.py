@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..constants import COMPONENT_TARGET
 from ..dimensionality import effective_dimensionality
 from ..io import open_model
 from ..scoring import score_layer
-from .store import RecomputeLog, StudyStore, fingerprint
+from .store import PREDICTIONS_RECORD, RecomputeLog, StudyStore, fingerprint
 
-__all__ = ["regress_model", "run_regression_stage", "RegressionShared"]
+__all__ = ["regress_model", "run_regression_stage", "RegressionShared", "unit_inputs", "stores_predictions"]
 
 UNIT_COLUMNS = ["target", "model", "randnetw", "layer", "status", "reason"]
 
@@ -30,6 +31,23 @@ def _bundle_inputs(b) -> dict:
     if b.inputs is None:
         raise ValueError(f"target bundle {b.name!r} has no input record; build it with load_target_bundle")
     return b.inputs
+
+
+def stores_predictions(target) -> bool:
+    """Whether the units of ``target`` hold the test predictions (``predictions``, targets x splits
+    x stimuli): the components only (their predicted vs measured responses, paper Fig. 4), not the
+    voxels (B2021 would need ~350 MB per layer)."""
+    return target == COMPONENT_TARGET
+
+
+def unit_inputs(b, activations: str) -> dict:
+    """Input record of one unit of bundle ``b``: the bundle's record and the layer's activation
+    hash; for targets whose units hold the test predictions also ``predictions``, so that units
+    written before they were stored are recomputed (and logged) while the others are reused."""
+    inputs = {**_bundle_inputs(b), "activations": activations}
+    if stores_predictions(b.name):
+        inputs["predictions"] = PREDICTIONS_RECORD
+    return inputs
 
 
 def regress_model(data_dir, out, model, randnetw, bundles, registry, splits, alphas,
@@ -64,18 +82,23 @@ def regress_model(data_dir, out, model, randnetw, bundles, registry, splits, alp
                 ed_changed = True
             ed_rows.append(row)
             for b in bundles:
-                inputs = {**_bundle_inputs(b), "activations": x_hash}
+                inputs = unit_inputs(b, x_hash)
                 state, reason = ("overwrite", "overwrite") if overwrite else \
                     store.check(b.name, model, randnetw, layer, inputs)
                 if state == "current":
                     status, reason = "skipped", ""
                 else:
+                    keep_pred = stores_predictions(b.name)
                     try:
-                        s = score_layer(X, b.targets, splits=splits, alphas=alphas, n_threads=n_threads)
+                        s = score_layer(X, b.targets, splits=splits, alphas=alphas, n_threads=n_threads,
+                                        return_predictions=keep_pred)
                     except ValueError as e:
                         raise ValueError(f"scoring {model}{' (randnetw)' if randnetw else ''} layer {layer} "
                                          f"against {b.name}: {e}") from e
-                    store.write(b.name, model, randnetw, layer, s.arrays(), s.summary(), b.target_names,
+                    arrays = s.arrays()
+                    if keep_pred:
+                        arrays["predictions"] = s.predictions
+                    store.write(b.name, model, randnetw, layer, arrays, s.summary(), b.target_names,
                                 inputs, attrs={"n_units": X.shape[1]})
                     status = "recomputed" if state == "stale" else "done"
                     reason = reason or ""

@@ -44,8 +44,12 @@ class ComponentTables:
 
     across_models: pd.DataFrame
     model_comparisons: pd.DataFrame | None = None
+    #: per model version, component and sound: measured response and the prediction at the
+    #: component's most frequent best layer (mean over the splits testing it); ``component-predictions``
+    predictions: pd.DataFrame | None = None
 
-    _files = {"across_models": "across-models", "model_comparisons": "model-comparisons"}
+    _files = {"across_models": "across-models", "model_comparisons": "model-comparisons",
+              "predictions": "component-predictions"}
 
 
 @dataclass

@@ -35,7 +35,7 @@ import pandas as pd
 from .. import __version__
 
 __all__ = ["StudyStore", "ResultStore", "TableCache", "RecomputeLog", "fingerprint", "atomic_write", "stale_reason",
-           "combine", "method_version", "METHOD_VERSION", "INPUT_KINDS"]
+           "combine", "method_version", "METHOD_VERSION", "INPUT_KINDS", "PREDICTIONS_RECORD"]
 
 FORMAT_VERSION = 1
 
@@ -52,7 +52,12 @@ INPUT_KINDS = {
     "neural": "neural data changed",
     "splits": "splits changed",
     "alphas": "alpha grid changed",
+    "predictions": "no stored test predictions (written before they were stored)",
 }
+
+#: ``predictions`` entry of the input record of units that hold the test predictions (the
+#: components' units, :func:`fastenc.study.regression.stores_predictions`): what they hold.
+PREDICTIONS_RECORD = "test predictions per split (mean-response fit, intercept included)"
 
 _ATTR = "input_"  # HDF5 attribute prefix of an input record
 
