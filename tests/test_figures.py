@@ -80,3 +80,109 @@ def test_across_models_with_published_values():
     assert labels[0] == "New" and labels[1] == "CochResNet50-MultiTask (published)"
     hatched = [p.get_height() for p in ax.patches if p.get_hatch()]
     assert hatched == sorted(pub.values(), reverse=True)
+
+
+# ------------------------------------------------------------------ component predictions
+def _prediction_table():
+    rng = np.random.default_rng(3)
+    cats = ["Music", "EngSpeech", "Nature"]
+    rows = []
+    for m, rn, noise in (("A", False, 0.1), ("A", True, 2.0), ("spectemp", False, 0.5)):
+        for c in ("lowfreq", "speech"):
+            meas = rng.standard_normal(30)
+            pred = meas + noise * rng.standard_normal(30)
+            pred[0] = np.nan  # a sound never tested: left out
+            rows += [dict(source_model=m, randnetw=rn, component=c, layer=f"{m}-{c}", stim_id=f"s{i}",
+                          category=cats[i % 3], measured=meas[i], predicted=pred[i], n_test_splits=int(i > 0))
+                     for i in range(30)]
+    return pd.DataFrame(rows)
+
+
+def test_component_predictions_draw_each_sound_with_its_category_colour_and_r(tmp_path):
+    from matplotlib.colors import to_rgba
+    t = _prediction_table()
+    versions = [("A", False), ("A", True), ("spectemp", False)]
+    fig = figures.plot_component_predictions(t, versions=versions, scores={("A", False, "speech"): 0.81},
+                                             display_names={"A": "Model A"}, title="x", path=tmp_path / "cp")
+    axes = np.array(fig.axes).reshape(3, 2)
+    assert [a.get_title() for a in axes[0]] == ["lowfreq", "speech"]
+    assert axes[1, 0].get_ylabel().startswith("Model A (permuted)")
+    for (m, rn), row in zip(versions, axes):
+        for comp, ax in zip(("lowfreq", "speech"), row):
+            g = t[(t.source_model == m) & (t.randnetw == rn) & (t.component == comp)].dropna()
+            pts = ax.collections[0]
+            np.testing.assert_allclose(pts.get_offsets(), g[["measured", "predicted"]].to_numpy())
+            np.testing.assert_allclose(pts.get_facecolors(), [to_rgba(figures.CATEGORY_COLORS[c]) for c in g.category])
+            texts = [x.get_text() for x in ax.texts]
+            r = np.corrcoef(g.measured, g.predicted)[0, 1]
+            assert any(x.startswith(f"r = {r:.2f}") for x in texts) and g["layer"].iloc[0] in texts
+            assert ax.get_xlim() == ax.get_ylim()  # square, with the x = y line
+    assert any("R² = 0.81" in x.get_text() for x in axes[0, 1].texts)
+    legend = fig.legends[0]
+    assert [x.get_text() for x in legend.get_texts()] == [figures.CATEGORY_LABELS[c] for c in
+                                                           ("Music", "EngSpeech", "Nature")]
+    assert (tmp_path / "cp.png").stat().st_size > 10_000 and (tmp_path / "cp.pdf").is_file()
+
+
+def test_component_figure_versions_follow_fig4():
+    from fastenc.study.figures import component_figure_versions
+    am = pd.DataFrame({"source_model": ["B", "B", "C", "C", "spectemp"], "randnetw": [False, True, False, True, False],
+                       "median_r2_test_mean": [0.5, 0.1, 0.6, 0.2, 0.3]})
+    assert component_figure_versions(am) == [("C", False), ("C", True), ("spectemp", False)]
+    am2 = pd.concat([am, pd.DataFrame({"source_model": ["ResNet50multitask"], "randnetw": [False],
+                                       "median_r2_test_mean": [0.1]})])
+    assert component_figure_versions(am2)[0] == ("ResNet50multitask", False)
+
+
+def test_skipped_without_components(tmp_path):
+    from pathlib import Path
+    from fastenc.registry import load_registry
+    from fastenc.study.figures import draw_figures
+    from fastenc.study.results import StudyResults
+    res = StudyResults(out=Path(tmp_path), regression_units=pd.DataFrame(), regression={})
+    draw_figures(res, load_registry(), workers=1)
+    assert "component-predictions_NH2015comp: the NH2015comp target" in (tmp_path / "figures" / "SKIPPED.txt").read_text()
+
+
+# ------------------------------------------------------------------ saving and drawing
+def test_pdf_reuses_the_png_layout_and_stays_on_the_page(tmp_path):
+    """save_figure solves a figure's layout once (for the PNG): the PDF is drawn with those
+    positions, its content inside the page, and the figure keeps its layout engine."""
+    t = pd.DataFrame({"panel": ["p1"] * 3 + ["p2"] * 3, "x_label": "x " * 8, "y_label": "a long y label\nof two lines",
+                      "source_model": ["A", "B", "C"] * 2, "x": [0.1, 0.5, 0.9] * 2, "y": [0.2, 0.4, 0.8] * 2})
+    fig = figures.plot_model_scatters(t, title="a title")
+    engine = fig.get_layout_engine()
+    boxes = []
+    fig.canvas.mpl_connect("draw_event", lambda ev: boxes.append((fig.get_tightbbox(ev.renderer),
+                                                                   [a.get_position().bounds for a in fig.axes])))
+    figures.save_figure(fig, tmp_path / "f")
+    (png_box, png_pos), (pdf_box, pdf_pos) = boxes[-2:]  # (the PNG's layout pass draws once more)
+    assert pdf_pos == png_pos
+    w, h = fig.get_size_inches()
+    assert pdf_box.x0 >= 0 and pdf_box.y0 >= 0 and pdf_box.x1 <= w and pdf_box.y1 <= h
+    assert fig.get_layout_engine() is engine
+
+
+def _job_writes_pid(path):
+    import os
+    from pathlib import Path
+    Path(path).write_text(str(os.getpid()))
+
+
+def _job_fails(path):
+    raise ValueError(f"cannot draw {path}")
+
+
+def test_figure_jobs_run_once_each_in_this_process_and_helpers(tmp_path):
+    import os
+    from fastenc.study.figures import MIN_JOBS_FOR_WORKERS, _run_jobs
+    n = MIN_JOBS_FOR_WORKERS + 4
+    jobs = [(_job_writes_pid, (tmp_path / f"j{i}",), {}) for i in range(n)]
+    _run_jobs(jobs, workers=2)
+    pids = [(tmp_path / f"j{i}").read_text() for i in range(n)]
+    assert pids[0] == str(os.getpid())  # this process draws from the front of the list
+    assert pids[-1] != str(os.getpid())  # a helper from the back
+    with pytest.raises(ValueError, match="cannot draw"):
+        _run_jobs(jobs[:-1] + [(_job_fails, ("x",), {})], workers=2)  # a helper's job fails
+    with pytest.raises(ValueError, match="cannot draw"):
+        _run_jobs([(_job_fails, ("x",), {})] + jobs, workers=2)  # this process's job fails

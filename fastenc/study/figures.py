@@ -190,37 +190,46 @@ def _run_jobs(jobs, workers=None) -> None:
     helpers (default: one per core, at most 4). This process starts at once from the front of the
     list; the helpers (ready after the fork server has imported the plotting modules, about 2 s
     of CPU, once per Python process) take from the back, where the costly voxel-map pages are
-    queued. With fewer than :data:`MIN_JOBS_FOR_WORKERS` jobs, or ``workers`` <= 1, everything is
-    drawn here. A job's error is raised here."""
+    queued, each fed its next job as it finishes one. With fewer than
+    :data:`MIN_JOBS_FOR_WORKERS` jobs, or ``workers`` <= 1, everything is drawn here. A job's
+    error is raised here (the jobs not yet started are dropped)."""
     workers = min(os.cpu_count() or 1, 4) if workers is None else int(workers)
     workers = min(workers, len(jobs))
-    pending = list(jobs)
-    if workers <= 1 or len(pending) < MIN_JOBS_FOR_WORKERS:
-        for fn, args, kwargs in pending:
+    if workers <= 1 or len(jobs) < MIN_JOBS_FOR_WORKERS:
+        for fn, args, kwargs in jobs:
             _draw(fn, args, kwargs)
         return
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    pending = deque(jobs)  # pop / popleft are atomic: the helpers' feeder thread and this one share it
+    futures = []
     with ProcessPoolExecutor(max_workers=workers - 1, mp_context=_worker_context()) as pool:
-        running = set()
+        def feed(done=None):
+            if done is not None and not done.cancelled() and done.exception() is not None:
+                pending.clear()  # a job failed: start no more
+            try:
+                job = pending.pop()
+                f = pool.submit(_draw, *job)
+            except (IndexError, RuntimeError):  # nothing left, or shutting down after an error
+                return
+            futures.append(f)
+            f.add_done_callback(feed)
+
+        for _ in range(workers - 1):
+            feed()
         try:
-            while pending or running:
-                while pending and len(running) < workers - 1:
-                    running.add(pool.submit(_draw, *pending.pop()))
-                if pending:  # this process draws from the front while the helpers work
-                    _draw(*pending.pop(0))
-                elif running:
-                    finished, running = wait(running, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        f.result()  # re-raises a job's error
-                    continue
-                finished = {f for f in running if f.done()}
-                running -= finished
-                for f in finished:
-                    f.result()
+            while True:
+                try:
+                    job = pending.popleft()
+                except IndexError:
+                    break
+                _draw(*job)
         except BaseException:
-            for f in running:
-                f.cancel()
+            pending.clear()
             raise
+    for f in futures:  # all finished (the pool has shut down)
+        f.result()  # re-raises a helper's error
 
 
 #: The model whose component predictions the paper shows (Fig. 4: trained, permuted, and SpectroTemporal).
@@ -385,14 +394,14 @@ def _map_page(rows, title, path) -> None:
             cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=min(0.9, 3.0 / len(rows) + 0.3), pad=0.02,
                               aspect=12 * len(rows))
             cb.set_label("Median noise-corrected R² at the best layer", fontsize=10)
-    # axis labels on the outer panels only, and the x tick labels on the lowest row only where
-    # every row of a column spans the same surface (all model versions of one target do)
+    # axis labels on the outer panels only, and x ticks on the lowest row only where every row of
+    # a column spans the same surface (all model versions of one target do): fewer artists to draw
     for j in range(axes.shape[1]):
         same_x = len({ax.get_xlim() for ax in axes[:, j]}) == 1
         for ax in axes[:-1, j]:
             ax.set_xlabel("")
             if same_x:
-                ax.tick_params(labelbottom=False)
+                ax.set_xticks([])
     for ax in axes[:, 1:].ravel():
         ax.set_ylabel("")
     fig.suptitle(title, fontsize=12, y=1 - 0.2 / h)
