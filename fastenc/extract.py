@@ -31,21 +31,26 @@ Sounds
     (channels averaged; noted in the log), resampled to the model's rate with
     ``scipy.signal.resample_poly`` when its rate differs (noted), and made exactly 2 s long as in
     the study: a longer sound is cut to its first 2 s, a shorter one zero-padded at the end (both
-    noted). Samples are float32 (PCM files scaled to [-1, 1]).
+    noted). Samples are float32 (PCM files scaled to [-1, 1]). They are read once per call, for
+    both passes, on a few threads; on the CPU all of them before the first batch, and while the
+    first batches go through the model when it runs on an accelerator (``device``).
 Sample rate
     ``sample_rate=`` if given, else the rate returned by the factory, else the module's
     ``sample_rate`` attribute; otherwise an error asks for it.
 Forward pass
     ``model.eval()`` (its training mode is restored afterwards) and ``torch.no_grad()``; the model
-    is called on float32 tensors ``(batch, samples)`` on the device of its parameters,
-    ``batch_size`` sounds at a time. A forward hook on each selected layer *copies* its output
-    as soon as the layer returns, so later in-place operations (``ReLU(inplace=True)``) cannot
-    change what is stored: the time-mean is computed right there into a new tensor (that is the
-    copy; cloning the full output first would double the hooks' cost, see
-    ``bench/bench_extract.py``), and any output not reduced there (kept, ``pool="none"``, or
-    handed to a ``pool`` callable) is cloned (``detach().clone()``) first. A layer whose output is a tuple or list (``nn.MultiheadAttention``, LSTMs) or
-    a dict-like object contributes its *first* tensor. A module called more than once per
-    forward pass (a shared activation module) keeps its *last* call's output; a warning names it.
+    is called on float32 tensors ``(batch, samples)`` on the device of its parameters (or on
+    ``device=``, CLI ``--device``, where the model is moved for the call), ``batch_size`` sounds at
+    a time. A forward hook on each selected layer *copies* its output as soon as the layer
+    returns, so later in-place operations (``ReLU(inplace=True)``) cannot change what is stored:
+    the time-mean is computed right there into a new tensor (that is the copy; cloning the full
+    output first would add a write of every output to the read the mean needs), and any output
+    not reduced there (kept, ``pool="none"``, or handed to a ``pool`` callable) is cloned
+    (``detach().clone()``) first. After each batch the pooled outputs are copied into the
+    ``(165, units)`` float32 arrays, on the CPU. A layer whose output is a tuple or list
+    (``nn.MultiheadAttention``, LSTMs) or a dict-like object contributes its *first* tensor. A
+    module called more than once per forward pass (a shared activation module) keeps its *last*
+    call's output; a warning names it.
 Layers
     ``layers`` are names of ``model.named_modules()``, stored in the order given; an unknown name
     is an error listing the available ones. Default: the module's ``fastenc_layers`` attribute if
@@ -263,6 +268,39 @@ def _device_of(model):
     return _torch().device("cpu")
 
 
+def _as_device(device):
+    """``device`` as a ``torch.device`` (None stays None); an error when it cannot be used here."""
+    if device is None:
+        return None
+    torch = _torch()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available (torch {torch.__version__}: a CPU-only "
+                             "build, or no GPU visible)")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available")
+    return dev
+
+
+def _move_model(model, device):
+    """Move ``model`` to ``device`` (a torch.device); return where it was (None: not moved)."""
+    where = {t.device for t in model.parameters()} | {t.device for t in model.buffers()}
+    if not where or where == {device}:
+        return None
+    if len(where) > 1:
+        raise ValueError(f"the model's parameters are on several devices ({', '.join(sorted(map(str, where)))}); "
+                         "leave device unset to run it where it is")
+    home = where.pop()
+    model.to(device)
+    return home
+
+
 def _n_samples(sample_rate: float) -> int:
     return int(round(STIMULUS_SECONDS * sample_rate))
 
@@ -281,8 +319,11 @@ def _first_tensor(output, torch):
     return None
 
 
-def _probe(model, sample_rate) -> list[tuple[str, tuple | None, bool]]:
-    """(name, output shape for one sound or None, is_leaf) of every module, in call order."""
+def _probe(model, sample_rate, device=None) -> list[tuple[str, tuple | None, bool]]:
+    """(name, output shape for one sound or None, is_leaf) of every module, in call order.
+
+    The probe sound is sent to ``device`` (default: where the model's parameters are).
+    """
     torch = _torch()
     modules = [(n, m) for n, m in model.named_modules() if n]
     order: dict[str, None] = {}          # insertion-ordered set: first call order
@@ -307,7 +348,7 @@ def _probe(model, sample_rate) -> list[tuple[str, tuple | None, bool]]:
         handles.append(module.register_forward_hook(post(name)))
     was_training = model.training
     g = torch.Generator().manual_seed(0)
-    x = (0.01 * torch.randn(1, _n_samples(sample_rate), generator=g)).to(_device_of(model))
+    x = (0.01 * torch.randn(1, _n_samples(sample_rate), generator=g)).to(device if device is not None else _device_of(model))
     try:
         model.eval()
         with torch.no_grad():
@@ -347,10 +388,14 @@ def list_layers(model, sample_rate: float | None = None, leaves_only: bool = Fal
 def default_layers(model, sample_rate: float | None = None) -> list[str]:
     """The layers :func:`extract` stores when ``layers`` is not given (see the module docstring)."""
     model, rate = resolve_model(model, sample_rate)
+    return _default_layers(model, rate)
+
+
+def _default_layers(model, rate, device=None) -> list[str]:
     declared = getattr(model, "fastenc_layers", None)
     if declared is not None:
         return list(declared)
-    return [n for n, _ in list_layers(model, rate, leaves_only=True)]
+    return [n for n, s, is_leaf in _probe(model, rate, device) if s is not None and is_leaf]
 
 
 def _check_layers(model, layers: Sequence[str]) -> list[str]:
@@ -468,18 +513,83 @@ def _sound_paths(data_dir: Path) -> tuple[list[str], list[Path]]:
     return stim_ids, paths
 
 
-def _load_sounds(paths: list[Path], sample_rate) -> tuple[np.ndarray, list[str]]:
-    """(sounds, samples) float32 and the notes logged about them."""
-    from concurrent.futures import ThreadPoolExecutor
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
-    audio = np.empty((len(paths), _n_samples(sample_rate)), dtype=np.float32)
+
+def _reading_plan(device) -> tuple[int, bool]:
+    """(threads that read the sounds, whether they read while the model runs).
+
+    libsndfile and scipy's polyphase filter release the GIL, so the sounds are read on threads
+    (up to 8, one per core). When the model runs on an accelerator the CPU is otherwise idle: the
+    sounds are read in the background while the first batches go through the model. On the CPU
+    they are all read first: reading in the background there saves at most the reading time
+    (~0.05 s of ~1.7 s in ``bench/bench_extract.py`` on 2 cores) and, on a busy machine, costs as
+    much in a slower forward pass (threads competing for the cores and the GIL).
+    """
+    threads = min(8, _cores())
+    return threads, device.type != "cpu"
+
+
+class _Sounds:
+    """The sounds, as the model gets them: ``load_sound`` of each path, on a few threads, in order.
+
+    :meth:`upto` waits for the first rows only, so the forward pass can start on the first batch
+    while the others are read (``background=True``); read once per :func:`extract` call, the
+    array serves the trained and the permuted pass. ``waited``: seconds spent waiting for them.
+    """
+
+    def __init__(self, paths: list[Path], sample_rate, threads: int, background: bool):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.paths = paths
+        self.sample_rate = sample_rate
+        self.audio = np.empty((len(paths), _n_samples(sample_rate)), dtype=np.float32)
+        self.infos: list = [None] * len(paths)
+        self.ready = 0
+        self.waited = 0.0
+        self.notes: list[str] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=max(1, int(threads)), thread_name_prefix="fastenc-sounds")
+        self._futures = [self._pool.submit(load_sound, path, sample_rate) for path in paths]
+        if not background:
+            try:
+                self.upto(len(paths))
+            except BaseException:
+                self.close()
+                raise
+
+    def upto(self, stop: int) -> np.ndarray:
+        """The array of all sounds, rows ``[:stop]`` ready."""
+        if self.ready < stop:
+            t0 = time.perf_counter()
+            try:
+                while self.ready < stop:
+                    row = self.ready
+                    self.audio[row], self.infos[row] = self._futures[row].result()
+                    self._futures[row] = None
+                    self.ready += 1
+            finally:
+                self.waited += time.perf_counter() - t0
+            if self.ready == len(self.paths):
+                self.close()
+                self.notes = _sound_notes(self.paths, self.infos, self.sample_rate)
+        return self.audio
+
+    def close(self) -> None:
+        """Stop reading (the sounds not read yet are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _sound_notes(paths: list[Path], infos: list[dict], sample_rate) -> list[str]:
+    """What was done to the sounds, logged and returned (``ExtractResult.notes``)."""
     seen: dict[str, list] = {"stereo": [], "resampled": [], "cut": [], "padded": []}
     rates: Counter = Counter()
-    # libsndfile and scipy's polyphase filter release the GIL: read and resample on a few threads
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-        loaded = list(pool.map(lambda p: load_sound(p, sample_rate), paths))
-    for row, (path, (samples, info)) in enumerate(zip(paths, loaded)):
-        audio[row] = samples
+    for path, info in zip(paths, infos):
         for kind in seen:
             if info[kind]:
                 seen[kind].append((path.name, info))
@@ -505,7 +615,7 @@ def _load_sounds(paths: list[Path], sample_rate) -> tuple[np.ndarray, list[str]]
             notes.append(f"{len(seen[kind])} of {n} sounds are not {STIMULUS_SECONDS:g} s long: {what} "
                          f"{STIMULUS_SECONDS:g} s (e.g. {name}: {info['seconds']:.3f} s)")
             log.warning(notes[-1])
-    return audio, notes
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,15 +643,25 @@ class _Recorder:
 
     def hook(self, name):
         torch = self.torch
+        tensor_type = torch.Tensor
+        outputs, calls = self.outputs, self.calls
+        clock = time.perf_counter
+        # the common case inline: time-mean of a float32/float64 (batch, channels, time) output
+        axis = self.axis_of(name)
+        inline = isinstance(self.pool, str) and self.pool == "time-mean" and axis in (1, 2, -1, -2)
+        inline_dtypes = (torch.float32, torch.float64)
 
         def fn(module, inputs, output):
-            t0 = time.perf_counter()
-            tensor = _first_tensor(output, torch)
+            t0 = clock()
+            tensor = output if isinstance(output, tensor_type) else _first_tensor(output, torch)
             if tensor is None:
                 raise ValueError(f"layer {name!r} returned {type(output).__name__}, which holds no tensor")
-            self.outputs[name] = self._pooled(tensor.detach(), name)
-            self.calls[name] += 1
-            self.seconds += time.perf_counter() - t0
+            if inline and tensor.ndim == 3 and tensor.dtype in inline_dtypes:
+                outputs[name] = tensor.detach().mean(dim=axis)     # a new tensor: the copy
+            else:
+                outputs[name] = self._pooled(tensor.detach(), name)
+            calls[name] += 1
+            self.seconds += clock() - t0
         return fn
 
     def _pooled(self, t, name):
@@ -650,8 +770,9 @@ class ExtractResult:
     notes : list of str
         What was done to the sounds (resampled, averaged to mono, cut, padded).
     timings : dict of str to float
-        Seconds: ``read_audio``, ``forward`` (model calls, hooks included, both versions),
-        ``hooks`` (inside the hooks: copy and pooling), ``collect`` (to numpy, checks),
+        Seconds: ``read_audio`` (waiting for the sounds: reading done in the background while
+        the model runs is not counted), ``forward`` (model calls, hooks included, both versions),
+        ``hooks`` (inside the hooks: copy and pooling), ``collect`` (into the arrays, checks),
         ``permute``, ``write``, ``total``.
     """
 
@@ -665,7 +786,8 @@ class ExtractResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _run_model(model, audio, layers, stim_ids, pool, time_axis, batch_size, label, progress, timings):
+def _run_model(model, sounds, device, layers, stim_ids, pool, time_axis, batch_size, label, progress, timings):
+    """The pooled activations ``{layer: (sounds, units) float32}`` of ``model`` on ``sounds``."""
     from .progress import Progress
 
     torch = _torch()
@@ -673,8 +795,8 @@ def _run_model(model, audio, layers, stim_ids, pool, time_axis, batch_size, labe
     recorder = _Recorder(pool, time_axis, torch)
     handles = [modules[name].register_forward_hook(recorder.hook(name)) for name in layers]
     arrays: dict[str, np.ndarray] = {}
-    device = _device_of(model)
-    n = len(audio)
+    stores: dict = {}          # torch views of the arrays: copy_ moves to the CPU and casts to float32
+    n = len(sounds.paths)
     was_training = model.training
     warned: set = set()
     try:
@@ -683,7 +805,7 @@ def _run_model(model, audio, layers, stim_ids, pool, time_axis, batch_size, labe
         with torch.no_grad():
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                x = torch.from_numpy(audio[start:stop]).to(device)
+                x = torch.from_numpy(sounds.upto(stop)[start:stop]).to(device)
                 recorder.reset()
                 t0 = time.perf_counter()
                 model(x)
@@ -699,30 +821,36 @@ def _run_model(model, audio, layers, stim_ids, pool, time_axis, batch_size, labe
                         warned.add(name)
                         log.warning("layer %r of %s is called %d times per forward pass; its last call's "
                                     "output is stored", name, label, calls)
-                    values = recorder.outputs[name].to("cpu").numpy().astype(np.float32, copy=False)
+                    values = recorder.outputs[name]
                     if values.shape[0] != stop - start:
                         raise ValueError(f"layer {name!r} of {label}: output has {values.shape[0]} rows for a "
                                          f"batch of {stop - start} sounds (axis 0 must be the batch)")
-                    if name not in arrays:
+                    store = stores.get(name)
+                    if store is None:
                         if values.shape[1] == 0:
                             raise ValueError(f"layer {name!r} of {label} has no units")
                         arrays[name] = np.empty((n, values.shape[1]), dtype=np.float32)
-                    elif values.shape[1] != arrays[name].shape[1]:
+                        store = stores[name] = torch.from_numpy(arrays[name])
+                    elif values.shape[1] != store.shape[1]:
                         raise ValueError(f"layer {name!r} of {label}: {values.shape[1]} units for sounds "
-                                         f"{start}-{stop - 1}, {arrays[name].shape[1]} before")
-                    finite = np.isfinite(values)
-                    if not finite.all():
-                        row = int(np.flatnonzero(~finite.all(axis=1))[0])
-                        raise ValueError(f"layer {name!r} of {label}: non-finite activations (NaN/inf) for "
-                                         f"sound {stim_ids[start + row]!r} (row {start + row}; "
-                                         f"{int((~finite[row]).sum())} of {values.shape[1]} units)")
-                    arrays[name][start:stop] = values
+                                         f"{start}-{stop - 1}, {store.shape[1]} before")
+                    store[start:stop].copy_(values)
+                recorder.reset()
                 timings["collect"] += time.perf_counter() - t1
                 bar.update(stop - start)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
+    t0 = time.perf_counter()
+    for name in layers:                     # one check per layer, on the whole array
+        finite = np.isfinite(arrays[name])
+        if not finite.all():
+            row = int(np.flatnonzero(~finite.all(axis=1))[0])
+            raise ValueError(f"layer {name!r} of {label}: non-finite activations (NaN/inf) for "
+                             f"sound {stim_ids[row]!r} (row {row}; "
+                             f"{int((~finite[row]).sum())} of {finite.shape[1]} units)")
+    timings["collect"] += time.perf_counter() - t0
     timings["hooks"] += recorder.seconds
     return arrays
 
@@ -730,7 +858,7 @@ def _run_model(model, audio, layers, stim_ids, pool, time_axis, batch_size, labe
 def extract(model, data_dir, name: str, layers: Sequence[str] | None = None, sample_rate: float | None = None,
             pool: str | Callable = "time-mean", permuted: bool = True, seed: int = 0, batch_size: int = 8,
             overwrite: bool = False, time_axis: int | Mapping[str, int] = -1, progress: bool = True,
-            display_name: str | None = None) -> ExtractResult:
+            display_name: str | None = None, device=None) -> ExtractResult:
     """Extract, pool and store a model's layer activations for the 165 sounds (module docstring).
 
     Parameters
@@ -765,6 +893,11 @@ def extract(model, data_dir, name: str, layers: Sequence[str] | None = None, sam
         Progress over the sounds on stderr.
     display_name : str, optional
         Manifest display name (default: ``name``).
+    device : str or torch.device, optional
+        Where the model runs (``"cuda"``, ``"cuda:1"``, ``"cpu"``). Default: where its parameters
+        are. When given, the model is moved there for the extraction (``model.to(device)``) and
+        moved back afterwards. The sounds go there batch by batch; the pooled outputs are copied
+        back to the CPU (float32) as each batch is done.
 
     Returns
     -------
@@ -804,28 +937,37 @@ def extract(model, data_dir, name: str, layers: Sequence[str] | None = None, sam
                                   "(CLI --overwrite) to replace them")
 
     stim_ids, paths = _sound_paths(data_dir)
+    target = _as_device(device)
     model, rate = resolve_model(model, sample_rate)
-    if layers is None:
-        layers = default_layers(model, rate)
-        if not layers:
-            raise ValueError(f"model {name!r} has no leaf module returning a tensor; name the layers")
-    layers = _check_layers(model, layers)
-
-    timings = dict.fromkeys(("read_audio", "forward", "hooks", "collect", "permute", "write"), 0.0)
-    t0 = time.perf_counter()
-    audio, notes = _load_sounds(paths, rate)
-    timings["read_audio"] = time.perf_counter() - t0
-
-    batch_size = int(batch_size)
-    results = {"trained": _run_model(model, audio, layers, stim_ids, pool, time_axis, batch_size,
-                                     f"extract {name}", progress, timings)}
-    if permuted:
-        t0 = time.perf_counter()
-        shuffled = permute_parameters(model, seed)
-        timings["permute"] = time.perf_counter() - t0
-        results["randnetw"] = _run_model(shuffled, audio, layers, stim_ids, pool, time_axis, batch_size,
-                                         f"extract {name} (permuted)", progress, timings)
-        del shuffled
+    home = _move_model(model, target) if target is not None else None
+    sounds = None
+    try:
+        run_on = target if target is not None else _device_of(model)
+        timings = dict.fromkeys(("read_audio", "forward", "hooks", "collect", "permute", "write"), 0.0)
+        threads, background = _reading_plan(run_on)
+        sounds = _Sounds(paths, rate, threads, background)      # background: also during the probe
+        if layers is None:
+            layers = _default_layers(model, rate, run_on)
+            if not layers:
+                raise ValueError(f"model {name!r} has no leaf module returning a tensor; name the layers")
+        layers = _check_layers(model, layers)
+        batch_size = int(batch_size)
+        results = {"trained": _run_model(model, sounds, run_on, layers, stim_ids, pool, time_axis, batch_size,
+                                         f"extract {name}", progress, timings)}
+        if permuted:
+            t0 = time.perf_counter()
+            shuffled = permute_parameters(model, seed)
+            timings["permute"] = time.perf_counter() - t0
+            results["randnetw"] = _run_model(shuffled, sounds, run_on, layers, stim_ids, pool, time_axis,
+                                             batch_size, f"extract {name} (permuted)", progress, timings)
+            del shuffled
+        timings["read_audio"] = sounds.waited
+        notes = sounds.notes
+    finally:
+        if sounds is not None:
+            sounds.close()
+        if home is not None:
+            model.to(home)
 
     t0 = time.perf_counter()
     attrs = {"fastenc_extract": "fastenc.extract", "sample_rate": float(rate),
@@ -1018,6 +1160,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="skip the version with permuted weights (natsound_activations_randnetw.h5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weight permutation (default: 0)")
     p.add_argument("--batch-size", type=int, default=8, help="sounds per forward pass (default: 8)")
+    p.add_argument("--device", default=None,
+                   help="where the model runs, e.g. cuda, cuda:1 or cpu (default: where the factory put it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing activation files and a registry model of the same name")
     p.add_argument("--quiet", action="store_true", help="no progress and no notes")
@@ -1058,7 +1202,7 @@ def main(args) -> int:
         result = extract(args.model, args.data_dir, args.name, layers=args.layers, sample_rate=rate,
                          pool=args.pool, permuted=not args.no_permuted, seed=args.seed,
                          batch_size=args.batch_size, overwrite=args.overwrite, time_axis=args.time_axis,
-                         progress=not args.quiet, display_name=args.display_name)
+                         progress=not args.quiet, display_name=args.display_name, device=args.device)
     except (ValueError, TypeError, FileNotFoundError, OSError, ImportError) as e:
         print(f"fastenc: error: {e}", file=sys.stderr)
         return 2

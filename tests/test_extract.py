@@ -312,6 +312,93 @@ def test_outputs_are_copied_before_in_place_operations(demo, tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
+class SharedReLU(nn.Module):
+    """One activation module called twice per forward pass, on outputs of different widths."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv1 = nn.Conv1d(1, 3, 64, stride=32)
+        self.conv2 = nn.Conv1d(3, 5, 8, stride=4)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv2(self.act(self.conv1(x.unsqueeze(1)))))
+
+
+def test_shared_module_keeps_its_last_call(demo, tmp_path, caplog):
+    root = _small_root(demo, tmp_path)
+    _write_sounds(root)
+    model = SharedReLU()
+    with caplog.at_level(logging.WARNING, logger="fastenc.extract"):
+        res = ex.extract(model, root, "S", layers=["act", "conv2"], sample_rate=SR, progress=False,
+                         permuted=False, batch_size=7)
+    assert "'act' of extract S is called 2 times per forward pass" in caplog.text
+    assert res.units == {"act": 5, "conv2": 5}
+    with torch.no_grad():
+        last = torch.relu(model.conv2(torch.relu(model.conv1(_all_sounds(root).unsqueeze(1)))))
+    np.testing.assert_allclose(_h5(res.paths["trained"])[1]["act"], last.mean(-1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_device_passed_explicitly(demo, conv_result, tmp_path):
+    # device="cpu" given: the model is moved (nowhere), the batches are sent to it with .to(device) and
+    # the pooled outputs copied back into the CPU arrays: the same bytes as without device=
+    model = TinyConv()
+    res = ex.extract(model, demo, "TinyConvCPU", sample_rate=SR, progress=False, device="cpu")
+    again = ex.extract(TinyConv(), demo, "TinyConvCPU2", sample_rate=SR, progress=False, device=torch.device("cpu"))
+    for version in ("trained", "randnetw"):
+        _, ref, _ = _h5(conv_result.paths[version])
+        for other in (res, again):
+            _, stored, _ = _h5(other.paths[version])
+            for layer in TINY_CONV_LAYERS:
+                assert np.array_equal(stored[layer], ref[layer]), (version, layer)
+    assert all(p.device.type == "cpu" for p in model.parameters()) and model.training    # restored
+    root = _small_root(demo, tmp_path)
+    _write_sounds(root)
+    with pytest.raises(ValueError, match="'nodevice' is not a torch device"):
+        ex.extract(TinyConv(), root, "D", sample_rate=SR, progress=False, device="nodevice")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            ex.extract(TinyConv(), root, "D", sample_rate=SR, progress=False, device="cuda")
+    split = TinyConv()
+    split.fc.to("meta")
+    with pytest.raises(ValueError, match=r"several devices \(cpu, meta\)"):
+        ex.extract(split, root, "D", sample_rate=SR, progress=False, device="cpu")
+    assert not (root / "model_actv").exists()
+
+
+def test_sounds_read_in_the_background_or_first(demo, conv_result, tmp_path, monkeypatch):
+    import threading
+
+    # the reading plan: in the background while the model runs on an accelerator, all first on the CPU
+    monkeypatch.setattr(ex, "_cores", lambda: 4)
+    assert ex._reading_plan(torch.device("cpu")) == (4, False)
+    assert ex._reading_plan(torch.device("cuda")) == (4, True)
+    monkeypatch.setattr(ex, "_cores", lambda: 32)
+    assert ex._reading_plan(torch.device("cuda", 1)) == (8, True)
+    monkeypatch.undo()
+    # every plan stores the same bytes
+    _, ref, _ = _h5(conv_result.paths["trained"])
+    for plan in [(1, True), (3, True), (2, False)]:
+        monkeypatch.setattr(ex, "_reading_plan", lambda device, plan=plan: plan)
+        res = ex.extract(TinyConv(), demo, "TinyConvPlan", sample_rate=SR, progress=False, overwrite=True,
+                         permuted=False, batch_size=8)
+        _, stored, _ = _h5(res.paths["trained"])
+        assert all(np.array_equal(stored[layer], ref[layer]) for layer in TINY_CONV_LAYERS), plan
+        assert 0 <= res.timings["read_audio"] <= res.timings["total"]
+    # an unreadable sound met in the middle of the forward pass: the error names it, nothing is
+    # written, and no reading thread is left behind
+    root = _small_root(demo, tmp_path)
+    ids = _write_sounds(root)
+    (root / "data" / "stimuli" / f"{ids[100]}.wav").write_bytes(b"not a wav file")
+    for plan in [(2, True), (2, False)]:
+        monkeypatch.setattr(ex, "_reading_plan", lambda device, plan=plan: plan)
+        with pytest.raises(ValueError, match=rf"{ids[100]}\.wav cannot be read"):
+            ex.extract(TinyConv(), root, "Bad", sample_rate=SR, progress=False)
+        assert not (root / "model_actv").exists()
+        assert not [t for t in threading.enumerate() if t.name.startswith("fastenc-sounds")], plan
+
+
 # ---------------------------------------------------------------------------------------------
 # sounds that need work, and bad input
 # ---------------------------------------------------------------------------------------------
@@ -555,7 +642,7 @@ def test_cli(demo, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "* conv" in out and "(1, 4, 499)" in out and "* act" in out
     code = cli.main(["extract", "--data-dir", str(root), "--model", f"{factory}:make", "--name", "CliNet",
-                     "--layers", "act", "conv", "--seed", "5", "--quiet"])
+                     "--layers", "act", "conv", "--seed", "5", "--device", "cpu", "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "randnetw:" in captured.out and "CliNet" in captured.out
@@ -571,6 +658,9 @@ def test_cli(demo, tmp_path, capsys):
     assert "has no attribute 'nope'" in capsys.readouterr().err
     assert cli.main(["extract", "--model", f"{factory}:make"]) == 2
     assert "--data-dir and --name" in capsys.readouterr().err
+    assert cli.main(["extract", "--data-dir", str(root), "--model", f"{factory}:make", "--name", "X",
+                     "--device", "nodevice", "--quiet"]) == 2
+    assert "'nodevice' is not a torch device" in capsys.readouterr().err
 
 
 def test_progress_lines_when_not_a_tty(demo, tmp_path, capsys):
