@@ -46,19 +46,41 @@ def _new_figure(figsize) -> Figure:
     return fig
 
 
+def _default_save_style() -> bool:
+    """True when matplotlib's savefig settings leave a saved PNG as the canvas draws it."""
+    import matplotlib as mpl
+    rc = mpl.rcParams
+    return (str(rc["savefig.facecolor"]) == "auto" and str(rc["savefig.edgecolor"]) == "auto"
+            and not rc["savefig.transparent"] and rc["savefig.bbox"] in (None, "standard"))
+
+
 def save_figure(fig: Figure, path, dpi: int = 150) -> list[Path]:
     """Save ``fig`` as ``path`` with suffixes .png and .pdf; returns the two paths.
 
-    A layout engine (``layout="constrained"``) runs once, for the PNG: the PDF is drawn with the
-    positions it found (they are in figure coordinates and do not depend on the dpi), which saves
-    a second layout pass, as costly as the drawing itself on figures with many panels.
+    Drawn twice, not four times: the PNG is the canvas drawn once at ``dpi`` (a layout engine,
+    e.g. ``layout="constrained"``, runs inside that draw; ``savefig`` would add a whole draw
+    without rendering just for the layout), written with matplotlib's PNG writer (the pixels
+    ``savefig`` gives), and the PDF is drawn with the positions that layout found (they are in
+    figure coordinates and do not depend on the dpi) instead of solving it again.
     """
+    import matplotlib as mpl
+    from matplotlib import image as mimage
     p = Path(path)
     if p.suffix.lower() in (".png", ".pdf"):
         p = p.with_suffix("")
     p.parent.mkdir(parents=True, exist_ok=True)
     out = [p.with_name(p.name + ".png"), p.with_name(p.name + ".pdf")]
-    fig.savefig(out[0], dpi=dpi)
+    if isinstance(fig.canvas, FigureCanvasAgg) and _default_save_style():
+        dpi0 = fig.dpi
+        fig.dpi = dpi
+        try:
+            fig.canvas.draw()
+            mimage.imsave(out[0], np.asarray(fig.canvas.buffer_rgba()), format="png", origin="upper", dpi=dpi,
+                          metadata={"Software": f"Matplotlib version{mpl.__version__}, https://matplotlib.org/"})
+        finally:
+            fig.dpi = dpi0
+    else:
+        fig.savefig(out[0], dpi=dpi)
     engine = fig.get_layout_engine()
     if engine is not None:
         fig.set_layout_engine("none")  # keeps the axes where the PNG's layout put them

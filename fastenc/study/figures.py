@@ -25,14 +25,16 @@ R2C = "median noise-corrected R²\n(mean over participants)"
 def draw_figures(results: StudyResults, registry, workers: int | None = None) -> list:
     """Draw the figures of ``results`` into ``<out>/figures``; returns the PNG paths.
 
-    Figures are independent jobs: with ``workers`` > 1 (default: the CPU count, at most 4) they
-    are drawn by this process and ``workers - 1`` helper processes started from a fork server
-    (matplotlib draws on one core; see :func:`_run_jobs`), else in this process.
+    Figures are independent jobs: with ``workers`` > 1 they are drawn by this process and
+    ``workers - 1`` helper processes started from a fork server (matplotlib draws on one core;
+    see :func:`_run_jobs`), else in this process. Default: as many as there are idle cores now
+    (:class:`_IdleCores`; at most 4), so that helpers are started only where they can help.
     Figures whose models are absent are listed with the reason in ``results.skipped`` and
     ``figures/SKIPPED.txt``.
     """
     from .. import figures as _figures  # matplotlib: imported only when drawing
 
+    probe = _IdleCores() if workers is None else None  # measured while the jobs are queued
     jobs = []
     figures = _Jobs(_figures, jobs)
     fig_dir = Path(results.out) / "figures"
@@ -144,7 +146,7 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
                                     spectemp=SPECTEMP if SPECTEMP in scores.index else None,
                                     path=path("components_NH2015comp"))
     _component_predictions(results, names, figures, path, skipped)
-    _run_jobs(jobs, workers)
+    _run_jobs(jobs, workers if probe is None else probe.workers())
     _write_skipped(fig_dir, skipped)
     return drawn
 
@@ -165,6 +167,50 @@ class _Jobs:
 
 def _draw(fn, args, kwargs) -> None:
     fn(*args, **kwargs)  # saves the figure; the Figure itself is not sent back
+
+
+class _IdleCores:
+    """How many cores are free for drawing: measured between its creation and :meth:`workers`
+    from the machine's CPU counters (``/proc/stat``: idle time of all cores) plus the CPU this
+    process used meanwhile (it is about to draw, so its own core counts as free). On a machine
+    busy with other work this gives 1 (draw here, no helpers: on a shared 2-core machine helpers
+    only add their start-up); where the counters are not readable, the core count. At most 4."""
+
+    MIN_INTERVAL_S = 0.2
+
+    def __init__(self):
+        import time
+        self._t0, self._c0, self._idle0 = time.perf_counter(), time.process_time(), self._idle_ticks()
+
+    @staticmethod
+    def _idle_ticks():
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+            return v[3] + v[4], sum(v[:8])  # idle + iowait, all (user ... steal)
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def workers(self) -> int:
+        import time
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+        cores = min(cores, 4)
+        if self._idle0 is None:
+            return cores
+        wait = self.MIN_INTERVAL_S - (time.perf_counter() - self._t0)
+        if wait > 0:
+            time.sleep(wait)
+        idle1 = self._idle_ticks()
+        dt = time.perf_counter() - self._t0
+        if idle1 is None or idle1[1] <= self._idle0[1] or dt <= 0:
+            return cores
+        n_all = os.cpu_count() or 1
+        idle = n_all * (idle1[0] - self._idle0[0]) / (idle1[1] - self._idle0[1])
+        own = (time.process_time() - self._c0) / dt
+        return max(1, min(cores, int(idle + own + 0.5)))
 
 
 #: Fewest figure jobs for which helper processes are started (below it, starting them costs more
