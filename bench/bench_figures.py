@@ -1,0 +1,134 @@
+"""What the figures cost in `python cli.py run-all` on the demo (issue #10: "the new outputs add
+under 10 % to run-all's time").
+
+A script, not a pytest suite:
+
+    python bench/bench_figures.py [--repeat 3] [--tree PATH] [--serial]
+
+Each repeat runs ``cli.py run-all --quiet`` on the demo into a fresh output folder twice, in turn:
+with every figure ("all"), and with only the figures the study drew before issue #10's new
+outputs ("older": across-model bars, across-layer curves, ROI best-layer scatters, component
+bars, RSA bars and ROI matrices; the switch is made here, by filtering the figure jobs of
+``fastenc.study.figures._run_jobs``, not by an option of fastenc). Everything else of the run is
+the same in both, so the difference is what the newer figures cost.
+
+Printed per run: wall time, CPU time (user + system) of the whole process tree, the figure
+stage's wall time, and the 1-minute load average. This script makes itself a child subreaper, so
+that the fork server and its helpers (orphaned when the run exits) are reaped here and their CPU
+time is counted. ``--serial`` draws every figure in the run's own process. ``--tree`` times
+another checkout (e.g. ``git archive`` of an older commit). The demo is built on first use in
+``$FASTENC_CACHE`` (default ``~/.cache/fastenc/demo``); run once first so that Numba's cache of
+the tree is warm.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: File-name prefixes of the figures drawn before issue #10's newer outputs.
+OLDER = ("across-models_", "across-layers_", "best-layer-roi", "rsa_best-layer-roi", "components_",
+         "rsa_across-models_", "rsa_roi-matrices_")
+
+CHILD = r'''
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+mode, serial, out, stat = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
+import fastenc.study.figures as F
+import fastenc.study.run as R
+OLDER = %r
+
+def job_name(fn, args, kwargs):
+    p = kwargs.get("path")
+    if p is None:
+        p = next((a for a in args if hasattr(a, "name") and hasattr(a, "parent")), None)
+    return getattr(p, "name", "?")
+
+run_jobs = F._run_jobs
+def filtered(jobs, workers=None):
+    if mode == "older":
+        jobs = [j for j in jobs if job_name(*j).startswith(OLDER)]
+    return run_jobs(jobs, 1 if serial else workers)
+F._run_jobs = filtered
+
+draw = F.draw_figures
+def timed(*a, **k):
+    t0 = time.perf_counter()
+    res = draw(*a, **k)
+    drawn = len([p for p in res if p.is_file()])
+    json.dump({"figures_wall": time.perf_counter() - t0, "figures": drawn}, open(stat, "w"))
+    return res
+R.draw_figures = timed
+
+from fastenc.cli import main
+main(["run-all", "--out", out, "--quiet"])
+''' % (OLDER,)
+
+
+def _subreaper() -> None:
+    try:
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def run_once(tree: Path, mode: str, serial: bool, work: Path) -> dict:
+    out, stat = work / f"out_{mode}", work / f"stat_{mode}.json"
+    shutil.rmtree(out, ignore_errors=True)
+    load = os.getloadavg()[0]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", CHILD, mode, "1" if serial else "0", str(out), str(stat)],
+                   cwd=tree, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    _reap()
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    fs = json.loads(stat.read_text())
+    return {"mode": mode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "figures_wall_s": round(fs["figures_wall"], 2), "figures": fs["figures"], "load_1min": round(load, 2)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1])
+    ap.add_argument("--serial", action="store_true", help="draw every figure in the run's own process")
+    args = ap.parse_args(argv)
+    _subreaper()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fastenc-bench-figures-") as tmp:
+        for i in range(args.repeat):
+            for mode in ("all", "older"):
+                row = {"repeat": i, **run_once(args.tree.resolve(), mode, args.serial, Path(tmp))}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    for key in ("cpu_s", "wall_s"):
+        a = [r[key] for r in rows if r["mode"] == "all"]
+        o = [r[key] for r in rows if r["mode"] == "older"]
+        d = [x - y for x, y in zip(a, o)]
+        print(f"{key}: all {statistics.median(a):.1f}, older {statistics.median(o):.1f}, "
+              f"newer figures add {statistics.median(d):.1f} (median of {len(d)} paired repeats) = "
+              f"{100 * statistics.median(d) / statistics.median(o):.1f} % of the older run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
