@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from fastenc.study import run as pipeline  # noqa: E402
+from fastenc.constants import TARGETS  # noqa: E402
 from fastenc.datasets import make_demo  # noqa: E402
 from fastenc.study.executors import make_client  # noqa: E402
 from fastenc.study.store import ResultStore  # noqa: E402
@@ -249,11 +250,11 @@ def test_changed_activations_recomputed_on_workers_too(cl, demo, reference, tmp_
         before = {rel: (out / rel).stat().st_mtime_ns for rel in units(out)}
         reg = pipeline.run_regression(data, out, models=MODELS, progress=False,
                                       client=cl if how == "dask" else None)
-        changed = {Path("regression", t, "DemoCNN_randnetw", "conv4.h5") for t in pipeline.TARGETS}
+        changed = {Path("regression", t, "DemoCNN_randnetw", "conv4.h5") for t in TARGETS}
         assert {rel for rel in units(out) if (out / rel).stat().st_mtime_ns != before[rel]} == changed
         rows = reg[reg["status"] != "skipped"]
         assert set(zip(rows["target"], rows["layer"], rows["status"], rows["reason"])) == \
-            {(t, "conv4", "recomputed", "activations changed") for t in pipeline.TARGETS}
+            {(t, "conv4", "recomputed", "activations changed") for t in TARGETS}
         assert len(reg) == N_UNITS
         assert "recomputed (activations changed)" in (out / "fastenc.log").read_text()
     assert_same_results(outs["dask"], outs["local"])
