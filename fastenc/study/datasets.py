@@ -29,7 +29,7 @@ column). RSA is not run for datasets.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +43,13 @@ from ..registry import MANIFEST_FILENAME, Registry, load_registry, resolve_model
 from ..ridge import check_alphas
 from .analysis import baseline
 from .results import DatasetTables
+from .regression import UnitTally, version_tag
 from .store import RecomputeLog, StudyStore, fingerprint, method_version
 
 __all__ = ["DatasetPlan", "plan_dataset", "dataset_key", "dataset_models", "run_dataset_regression",
            "run_dataset_analysis", "draw_dataset_figures", "plan_datasets", "run_dataset_stage", "dataset_provenance",
            "RSA_NOTE"]
 
-UNIT_COLUMNS = ["target", "model", "randnetw", "layer", "status", "reason"]
 ALL = "all"
 #: the note written to ``figures/SKIPPED.txt`` for each dataset
 RSA_NOTE = "RSA is not run for manifest datasets (regression only; docs/outputs.md)"
@@ -253,27 +253,12 @@ def dataset_task(item, shared: DatasetShared, ctx):
     return regress_dataset_model(shared, model, randnetw, n_threads=ctx.n_threads, on_unit=on_unit)
 
 
-def _version_tag(item) -> str:
-    model, randnetw = item
-    return f"{model}{'-randnetw' if randnetw else ''}"
-
-
 def run_dataset_regression(plan: DatasetPlan, store: StudyStore, executor, log: RecomputeLog,
                            progress=None) -> pd.DataFrame:
     """Every (model version, layer) unit of ``plan``; one row per unit (``target`` is the
     dataset's key ``dataset-<name>``), as :func:`fastenc.study.regression.run_regression_stage`."""
     store.cleanup_partial()
-    seen = {}
-
-    def report(target, model, randnetw, layer, status, reason=""):
-        key = (target, model, bool(randnetw), layer)
-        if key in seen:
-            return
-        seen[key] = (status, reason)
-        if progress is not None:
-            progress.update(1, note=f"{model}{'*' if randnetw else ''} {layer}", skipped=status == "skipped")
-        if status == "recomputed":
-            log.add(store.unit_name(target, model, randnetw, layer), reason)
+    report = UnitTally(store, log, progress)
 
     def on_result(item, value):
         model, randnetw = item
@@ -284,8 +269,8 @@ def run_dataset_regression(plan: DatasetPlan, store: StudyStore, executor, log: 
                            registry=plan.registry, alphas=plan.alphas, inputs=plan.inputs,
                            overwrite=plan.overwrite)
     executor.run(dataset_task, [(m, bool(r)) for m, r in plan.work], shared, on_result,
-                 on_event=lambda ev: report(*ev), label="fastenc-dataset", name=_version_tag)
-    return pd.DataFrame([(*k, *v) for k, v in seen.items()], columns=UNIT_COLUMNS)
+                 on_event=lambda ev: report(*ev), label="fastenc-dataset", name=version_tag)
+    return report.frame()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,6 +149,28 @@ def version_tag(item) -> str:
     return f"{model}{'-randnetw' if randnetw else ''}"
 
 
+class UnitTally:
+    """Each unit's outcome, counted once (it arrives as an event and again with its task's
+    result): moves ``progress`` once per unit, logs recomputed units to ``log``, and
+    :meth:`frame` gives one row per unit (``UNIT_COLUMNS``, in the order the units finished)."""
+
+    def __init__(self, store: StudyStore, log: RecomputeLog, progress=None):
+        self.store, self.log, self.progress, self.seen = store, log, progress, {}
+
+    def __call__(self, target, model, randnetw, layer, status, reason=""):
+        key = (target, model, bool(randnetw), layer)
+        if key in self.seen:
+            return
+        self.seen[key] = (status, reason)
+        if self.progress is not None:
+            self.progress.update(1, note=f"{model}{'*' if randnetw else ''} {layer}", skipped=status == "skipped")
+        if status == "recomputed":
+            self.log.add(self.store.unit_name(target, model, randnetw, layer), reason)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([(*k, *v) for k, v in self.seen.items()], columns=UNIT_COLUMNS)
+
+
 def run_regression_stage(plan, store: StudyStore, executor, log: RecomputeLog, progress=None) -> pd.DataFrame:
     """Every unit of ``plan`` (one executor task per model version).
 
@@ -156,17 +178,7 @@ def run_regression_stage(plan, store: StudyStore, executor, log: RecomputeLog, p
     units finished). ``progress`` (a :class:`fastenc.progress.Progress`) moves once per unit.
     """
     store.cleanup_partial()
-    seen = {}
-
-    def report(target, model, randnetw, layer, status, reason=""):
-        key = (target, model, bool(randnetw), layer)
-        if key in seen:  # from an event and again from the task's result
-            return
-        seen[key] = (status, reason)
-        if progress is not None:
-            progress.update(1, note=f"{model}{'*' if randnetw else ''} {layer}", skipped=status == "skipped")
-        if status == "recomputed":
-            log.add(store.unit_name(target, model, randnetw, layer), reason)
+    report = UnitTally(store, log, progress)
 
     def on_result(item, value):
         model, randnetw = item
@@ -179,4 +191,4 @@ def run_regression_stage(plan, store: StudyStore, executor, log: RecomputeLog, p
                               overwrite=plan.overwrite)
     executor.run(regression_task, [(m, bool(r)) for m, r in plan.work], shared, on_result,
                  on_event=lambda ev: report(*ev), label="fastenc-regress", name=version_tag)
-    return pd.DataFrame([(*k, *v) for k, v in seen.items()], columns=UNIT_COLUMNS)
+    return report.frame()
