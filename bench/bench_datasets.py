@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -75,7 +74,7 @@ if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
 import synth  # noqa: E402
-from benchutil import PROC_MEMORY, env_int as _env_int, env_ints as _env_ints  # noqa: E402
+from benchutil import PROC_MEMORY, env_int as _env_int, env_ints as _env_ints, machine_description  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,7 +198,7 @@ class _Report:
             return
         tr = terminalreporter
         tr.section("fastenc dataset benchmark summary (bench_datasets.py)")
-        m = _machine()
+        m = machine_description()
         end_load = _loadavg()
         tr.write_line(f"machine: {m['cpu']}, {m['cores']} cores; python {m['python']}, numpy {m['numpy']} "
                       f"({m['blas']}), numba {m['numba']}, scipy {m['scipy']}, himalaya {m['himalaya']}")
@@ -241,39 +240,6 @@ def _fmt_s(x):
     if x >= 3600:
         return f"{x / 3600:.2f} h"
     return f"{x:.2f} s" if x < 100 else f"{x:,.0f} s"
-
-
-def _machine():
-    model = platform.processor() or "?"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numba
-    import scipy
-
-    try:
-        import himalaya
-        hv = himalaya.__version__
-    except ImportError:
-        hv = "not installed"
-    blas = "?"
-    try:
-        cfg = np.show_config(mode="dicts")
-        b = cfg["Build Dependencies"]["blas"]
-        blas = f"{b.get('name', '?')} {b.get('version', '')}".strip()
-    except Exception:  # noqa: BLE001  (informational only)
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return dict(cpu=model, cores=cores, python=platform.python_version(), numpy=np.__version__, blas=blas,
-                numba=numba.__version__, scipy=scipy.__version__, himalaya=hv)
 
 
 _REPORT = _Report(start_load=_loadavg())

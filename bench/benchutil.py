@@ -1,5 +1,7 @@
-"""Small helpers shared by the benchmark suites (environment options, peak-memory probes)."""
+"""Small helpers shared by the benchmark suites (environment options, peak-memory probes, the
+machine's description)."""
 import os
+import platform
 
 
 def env_int(name, default):
@@ -34,3 +36,39 @@ def reset_hwm():
     except OSError:
         return False
 '''
+
+
+def machine_description() -> dict:
+    """CPU model, usable cores, Numba threads, BLAS and the versions of the packages a benchmark
+    compares (informational: printed and stored beside the timings)."""
+    import numba
+    import numpy as np
+    import scipy
+
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for name in ("sklearn", "himalaya"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = "not installed"
+    blas = "?"
+    try:
+        b = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{b.get('name', '?')} {b.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001  (informational only)
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return dict(cpu=model, cores=cores, numba_threads=numba.get_num_threads(), python=platform.python_version(),
+                numpy=np.__version__, blas=blas, numba=numba.__version__, scipy=scipy.__version__, **versions)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
 import synth  # noqa: E402
-from benchutil import env_int as _env_int  # noqa: E402
+from benchutil import env_int as _env_int, machine_description  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,34 +137,6 @@ def _loadavg():
         return os.getloadavg()
     except OSError:
         return (float("nan"),) * 3
-
-
-def machine_description():
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import numba
-    import scipy
-    import sklearn
-
-    try:
-        import himalaya
-        hv = himalaya.__version__
-    except ImportError:
-        hv = "not installed"
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return dict(cpu=model, cores=cores, numba_threads=numba.get_num_threads(),
-                python=platform.python_version(), numpy=np.__version__, numba=numba.__version__,
-                scipy=scipy.__version__, sklearn=sklearn.__version__, himalaya=hv)
 
 
 # ---------------------------------------------------------------------------------------

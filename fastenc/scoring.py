@@ -304,18 +304,10 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
     r2c = r2 / (rv * rvh) if R else None
 
     def full(A, fill):
-        """Scatter kept targets back into all targets (omitted ones get ``fill``)."""
+        """Scatter kept targets (rows) back into all targets (omitted ones get ``fill``)."""
         if A is None or targets.kept.all():
             return A
-        out = np.full((targets.n_targets, n_splits), fill, dtype=A.dtype)
-        out[targets.kept] = A
-        return out
-
-    def full_rows(A):
-        """``full`` for a (kept targets, ...) array of any trailing shape (omitted: NaN)."""
-        if targets.kept.all():
-            return A
-        out = np.full((targets.n_targets,) + A.shape[1:], np.nan)
+        out = np.full((targets.n_targets,) + A.shape[1:], fill, dtype=A.dtype)
         out[targets.kept] = A
         return out
 
@@ -325,4 +317,4 @@ def score_layer(X, Y, splits=None, alphas=None, n_threads=None, nan_policy="rais
                        r2_test_c=full(r2c, np.nan), rv=full(rv, np.nan), rv_hat=full(rvh, np.nan),
                        alphas=alphas, rv_floor=floors[:, 0] if R else None,
                        rv_hat_floor=floors[:, 1] if R else None,
-                       predictions=None if preds is None else full_rows(preds))
+                       predictions=full(preds, np.nan))

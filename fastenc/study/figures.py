@@ -489,6 +489,9 @@ def _p_note(comps, panel_key, clean, noisy, rn, component=None) -> str | None:
     return f"p(clean>noisy)={pc:.2g}\np(noisy>clean)={pn:.2g}"
 
 
+_NO_SPEECH_PAIR = "no noisy/clean model pair of CLEAN_SPEECH_LIST_PAIRS (FIG_8_MODEL_LIST) has both models present"
+
+
 def _clean_vs_noisy(results, registry, names, figures, path, skipped) -> None:
     """Paper Fig. 8: speech models trained on noisy vs clean speech (CLEAN_SPEECH_LIST_PAIRS, with
     their seed-2 versions of CLEAN_SPEECH_LIST_2SEEDS when present): grouped bars of the headline
@@ -530,8 +533,7 @@ def _clean_vs_noisy(results, registry, names, figures, path, skipped) -> None:
                                             "(best layer on independent splits; p: subject bootstrap)",
                                       path=path(f"clean-vs-noisy_{t}"))
         else:
-            skipped.append((f"clean-vs-noisy_{t}", "no noisy/clean model pair of CLEAN_SPEECH_LIST_PAIRS "
-                                                   "(FIG_8_MODEL_LIST) has both models present"))
+            skipped.append((f"clean-vs-noisy_{t}", _NO_SPEECH_PAIR))
     for t, comp in results.components.items():
         d = comp.across_models
         d = d[~d["randnetw"].astype(bool)]
@@ -548,5 +550,4 @@ def _clean_vs_noisy(results, registry, names, figures, path, skipped) -> None:
                                             "(p: permutation of the iteration scores)",
                                       path=path(f"clean-vs-noisy_{t}"))
         else:
-            skipped.append((f"clean-vs-noisy_{t}", "no noisy/clean model pair of CLEAN_SPEECH_LIST_PAIRS "
-                                                   "(FIG_8_MODEL_LIST) has both models present"))
+            skipped.append((f"clean-vs-noisy_{t}", _NO_SPEECH_PAIR))
