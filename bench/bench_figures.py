@@ -54,10 +54,10 @@ def job_name(fn, args, kwargs):
     return getattr(p, "name", "?")
 
 run_jobs = F._run_jobs
-def filtered(jobs, workers=None):
+def filtered(jobs, workers=None, helpers=None):
     if mode == "older":
         jobs = [j for j in jobs if job_name(*j).startswith(OLDER)]
-    return run_jobs(jobs, 1 if serial else workers)
+    return run_jobs(jobs, 1 if serial else workers, helpers=helpers)
 F._run_jobs = filtered
 
 draw = F.draw_figures

@@ -154,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     _common(p_all)
     p_all.add_argument("--no-rsa", action="store_true", help="skip the RSA stage")
     p_all.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p_all.add_argument("--pdf", action="store_true",
+                       help="also write every figure as a PDF beside its PNG (drawing takes about twice as long)")
     p_all.add_argument("--rsa-corrected", action="store_true",
                        help="RSA without the study's quirks: Spearman noise ceiling, SEM over participants")
     p_all.add_argument("--dataset", type=Path, action="append", default=None, metavar="MANIFEST",
@@ -224,7 +226,8 @@ def main(argv=None) -> int:
                                       progress=not args.quiet, client=client, rsa=not args.no_rsa,
                                       figures=not args.no_figures, rsa_corrected=args.rsa_corrected,
                                       manifest=args.manifest, nan_policy=args.nan_policy,
-                                      export_surface_mat=args.export_surface_mat, datasets=args.dataset)
+                                      export_surface_mat=args.export_surface_mat, datasets=args.dataset,
+                                      pdf=args.pdf)
         finally:
             if client is not None:
                 client.close()

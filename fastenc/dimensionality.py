@@ -184,7 +184,7 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
     log_x : bool
         Logarithmic ED axis.
     path : str or Path, optional
-        Save ``<path>.png`` and ``<path>.pdf``.
+        Save the figure (:func:`fastenc.figures.save_figure`: ``x.png``, ``x.pdf``, or both for ``x``).
 
     Returns
     -------

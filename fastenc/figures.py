@@ -1,8 +1,8 @@
 """Figures of the analysis stage (METHOD §5), matplotlib, no pyplot.
 
 Each function builds a :class:`matplotlib.figure.Figure` on the Agg canvas (no global pyplot
-state, no display needed), saves ``<path>.png`` and ``<path>.pdf`` when ``path`` is given (the
-suffix of ``path``, if any, is replaced), and returns the Figure.
+state, no display needed), saves it when ``path`` is given (:func:`save_figure`: ``x.png`` or
+``x.pdf`` writes that file, ``x`` without one of these suffixes writes both), and returns the Figure.
 
 Scores are "median noise-corrected R²" (best layer on independent splits) unless stated.
 """
@@ -46,6 +46,38 @@ def _new_figure(figsize) -> Figure:
     return fig
 
 
+def _grid_figure(nrows: int, ncols: int, panel: tuple, left: float, right: float, top: float, bottom: float,
+                 wgap: float, hgap: float, **subplot_kw):
+    """A figure of ``nrows`` x ``ncols`` panels of ``panel`` = (width, height) inches, with margins
+    and gaps between panels in inches: a fixed grid, for figures of many panels, where matplotlib's
+    layout solver would cost as much as drawing them. Returns ``(fig, axes)`` (2-D)."""
+    w, h = panel
+    width = left + right + ncols * w + (ncols - 1) * wgap
+    height = top + bottom + nrows * h + (nrows - 1) * hgap
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=wgap / w, hspace=hgap / h)
+    return fig, axes
+
+
+def _text_inches(texts, fontsize: float) -> float:
+    """About the width in inches of the longest line of ``texts`` at ``fontsize`` points (DejaVu
+    Sans averages about 0.6 em per character; 0.65 leaves room)."""
+    lines = [line for t in texts for line in str(t).split("\n")]
+    return max((len(line) for line in lines), default=0) * fontsize * 0.65 / 72
+
+
+def _wrapped_suptitle(fig, title: str, fontsize: float = 11) -> int:
+    """``title`` wrapped to the figure's width, at the top; returns its number of lines."""
+    import textwrap
+    width = fig.get_figwidth()
+    lines = textwrap.wrap(title, width=max(20, int((width - 0.4) * 72 / (fontsize * 0.6))))
+    fig.suptitle("\n".join(lines), fontsize=fontsize, y=1 - 0.06 / fig.get_figheight(), va="top")
+    return len(lines)
+
+
 def _default_save_style() -> bool:
     """True when matplotlib's savefig settings leave a saved PNG as the canvas draws it."""
     import matplotlib as mpl
@@ -55,9 +87,13 @@ def _default_save_style() -> bool:
 
 
 def save_figure(fig: Figure, path, dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``path`` with suffixes .png and .pdf; returns the two paths.
+    """Save ``fig``; returns the paths written.
 
-    Drawn twice, not four times: the PNG is the canvas drawn once at ``dpi`` (a layout engine,
+    ``path`` ending in ``.png`` or ``.pdf`` writes that file only; any other ``path`` (e.g.
+    ``figures/across-models``) writes ``path.png`` and ``path.pdf``. ``run-all`` writes PNGs only
+    unless asked for PDFs (``--pdf``): a PDF costs about as much again as the PNG.
+
+    Drawn once per format: the PNG is the canvas drawn once at ``dpi`` (a layout engine,
     e.g. ``layout="constrained"``, runs inside that draw; ``savefig`` would add a whole draw
     without rendering just for the layout), written with matplotlib's PNG writer (the pixels
     ``savefig`` gives), and the PDF is drawn with the positions that layout found (they are in
@@ -67,25 +103,33 @@ def save_figure(fig: Figure, path, dpi: int = 150) -> list[Path]:
     from matplotlib import image as mimage
     p = Path(path)
     if p.suffix.lower() in (".png", ".pdf"):
-        p = p.with_suffix("")
+        out = [p]
+    else:
+        out = [p.with_name(p.name + ".png"), p.with_name(p.name + ".pdf")]
     p.parent.mkdir(parents=True, exist_ok=True)
-    out = [p.with_name(p.name + ".png"), p.with_name(p.name + ".pdf")]
+    png = next((q for q in out if q.suffix.lower() == ".png"), None)
+    pdf = next((q for q in out if q.suffix.lower() == ".pdf"), None)
+    if png is None:
+        fig.savefig(pdf)
+        return out
     if isinstance(fig.canvas, FigureCanvasAgg) and _default_save_style():
         dpi0 = fig.dpi
         fig.dpi = dpi
         try:
             fig.canvas.draw()
-            mimage.imsave(out[0], np.asarray(fig.canvas.buffer_rgba()), format="png", origin="upper", dpi=dpi,
+            mimage.imsave(png, np.asarray(fig.canvas.buffer_rgba()), format="png", origin="upper", dpi=dpi,
                           metadata={"Software": f"Matplotlib version{mpl.__version__}, https://matplotlib.org/"})
         finally:
             fig.dpi = dpi0
     else:
-        fig.savefig(out[0], dpi=dpi)
+        fig.savefig(png, dpi=dpi)
+    if pdf is None:
+        return out
     engine = fig.get_layout_engine()
     if engine is not None:
         fig.set_layout_engine("none")  # keeps the axes where the PNG's layout put them
     try:
-        fig.savefig(out[1])
+        fig.savefig(pdf)
     finally:
         if engine is not None:
             fig.set_layout_engine(engine)
@@ -503,6 +547,7 @@ def plot_rsa_per_roi(df: pd.DataFrame, rois: Sequence[str] = ("Primary", "Latera
         ax.set_xticks(x)
         ax.set_xticklabels([_name(m, display_names) for m in order], rotation=60, ha="right", fontsize=8)
         ax.set_title(f"{roi} (ceiling {ceil:.2f})", fontsize=10)
+        ax.locator_params(axis="y", nbins=5)
         ax.grid(axis="y", alpha=0.3, zorder=0)
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].set_ylabel("Spearman ρ, model vs human RSM\n(best layer on independent splits)", fontsize=9)
@@ -575,8 +620,9 @@ def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary"
     from matplotlib import colormaps
     cmap = colormaps["tab20" if len(models) > 10 else "tab10"]
     colors = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
-    fig = _new_figure((3.3 * len(present) + 1.8, 2.9 * len(rows) + 0.9))
-    axes = fig.subplots(len(rows), len(present), sharey=True, sharex=True, squeeze=False)
+    legend_w = 0.75 + _text_inches([_name(m, display_names) for m in models], 8)
+    fig, axes = _grid_figure(len(rows), len(present), (2.9, 2.3), left=0.75, right=legend_w + 0.15, top=0.95,
+                             bottom=0.55, wgap=0.25, hgap=0.45, sharey=True, sharex=True)
     top = 0.0
     for i, rn in enumerate(rows):
         for j, roi in enumerate(present):
@@ -591,6 +637,7 @@ def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary"
                 top = max(top, float(np.nanmax(mu + se)))
             n = int(g["n_participants"].max()) if len(g) else 0
             ax.set_title(f"{roi}{' (permuted)' if rn else ''}, n = {n}", fontsize=10)
+            ax.locator_params(nbins=4)
             ax.grid(alpha=0.3)
             ax.spines[["top", "right"]].set_visible(False)
             if i == len(rows) - 1:
@@ -598,9 +645,10 @@ def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary"
         axes[i, 0].set_ylabel(R2C_LABEL, fontsize=9)
     axes[0, 0].set_ylim(0, top * 1.1 + 0.02)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="upper left", fontsize=8, frameon=False,
+               bbox_to_anchor=(1 - (legend_w + 0.05) / fig.get_figwidth(), 1 - 0.95 / fig.get_figheight()))
     fig.suptitle(f"{title}\n(mean over participants of the median over the ROI's voxels ± within-subject SEM)",
-                 fontsize=11)
+                 fontsize=11, y=1 - 0.06 / fig.get_figheight(), va="top")
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -656,8 +704,10 @@ def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None
     group = "comparison" if "comparison" in table else None
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig = _new_figure((3.6 * ncols + 0.4, 3.7 * nrows + 0.8))
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    title_lines = 1 + len(title) * 11 * 0.6 / 72 // (3.6 * ncols) if title else 0
+    fig, axes = _grid_figure(nrows, ncols, (2.9, 2.9), left=0.65, right=0.3, top=0.55 + 0.22 * title_lines,
+                             bottom=0.5, wgap=0.75, hgap=0.95)
+    axes = axes.ravel()
     for ax, p in zip(axes, panels):
         d = table[table["panel"] == p]
         permuted = "networks" in d and str(d["networks"].iloc[0]) == "permuted"
@@ -679,12 +729,13 @@ def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None
         ax.set_xlabel(str(d["x_label"].iloc[0]), fontsize=8.5)
         ax.set_ylabel(str(d["y_label"].iloc[0]), fontsize=8.5)
         ax.tick_params(labelsize=7.5)
+        ax.locator_params(nbins=4)  # few ticks: they are most of a small panel's drawing time
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=11)
+        _wrapped_suptitle(fig, title)
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -719,6 +770,7 @@ def plot_layer_scatters(layers: pd.DataFrame, x: str, y: str, display_names: Map
         ax.set_title(f"{'Permuted' if rn else 'Trained'} networks\n{_corr_text(g[x], g[y], 'layers')}", fontsize=9)
         ax.set_xlabel(xlabel or x, fontsize=9)
         ax.set_ylabel(ylabel or y, fontsize=9)
+        ax.locator_params(nbins=5)
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
     handles, labels = [], []

@@ -484,11 +484,24 @@ def _layer_colours(n: int):
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
+#: Length of the scale bar of the flat maps, mm of flattened surface.
+SCALE_BAR_MM = 10
+
+
+def _scale_bar(ax, mm: float = SCALE_BAR_MM) -> None:
+    """A bar of ``mm`` (data units: mm of flattened surface) in the lower left corner of ``ax``."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    xa, ya = x0 + 0.04 * (x1 - x0), y0 + 0.05 * (y1 - y0)
+    ax.plot([xa, xa + mm], [ya, ya], color="black", lw=2, solid_capstyle="butt", zorder=4)
+    ax.text(xa + mm / 2, ya + 0.015 * (y1 - y0), f"{mm:g} mm", ha="center", va="bottom", fontsize=7, zorder=4)
+
+
 def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Sequence[str] | None = None,
                      hemis: Sequence[str] = HEMIS, title: str | None = None, vmin=None, vmax=None,
                      cbar_label: str | None = None, marker_size: float | None = None, path=None,
                      axes=None, colorbar: bool = True):
-    """Flat map of one value over ``x_ras``, ``y_ras``: one panel per hemisphere.
+    """Flat map of one value over ``x_ras``, ``y_ras``: one panel per hemisphere, drawn as the
+    study's flat maps (no axes; a 10 mm scale bar, :data:`SCALE_BAR_MM`).
 
     Parameters
     ----------
@@ -509,7 +522,7 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         For ``pos``: the last layer position with its own colour (the study capped the scale at the
         layer after the most preferred one; :func:`colour_scale_limit`); deeper layers share it.
     path : str or Path, optional
-        Save ``<path>.png`` and ``<path>.pdf``.
+        Save the figure (:func:`fastenc.figures.save_figure`: ``x.png``, ``x.pdf``, or both for ``x``).
     axes : sequence of matplotlib Axes, optional
         Draw into these (one per hemisphere, e.g. a row of a larger figure, with the colour bar
         beside them) instead of a new figure; ``title`` then heads each panel.
@@ -581,9 +594,11 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         ax.set_aspect("equal", adjustable="box")
         side = {"lh": "Left hemisphere", "rh": "Right hemisphere"}.get(h, h)
         ax.set_title(f"{title}\n{side}" if (title and own is False) else side, fontsize=10 if own is False else 11)
-        ax.set_xlabel("x (flattened surface, mm)", fontsize=9)
-        ax.set_ylabel("y (flattened surface, mm)", fontsize=9)
-        ax.tick_params(labelsize=8)
+        # as the study's flat maps: no axes, a scale bar (ticks are most of a panel's drawing time)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if m.any():
+            _scale_bar(ax)
         ax.set_facecolor("#f2f2f2")
     if not colorbar:
         if title and own:
@@ -637,7 +652,7 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
     layer_names : sequence of str, or mapping of model name -> sequence of str
         Tick labels (layers in order).
     path : str or Path, optional
-        Save ``<path>.png`` and ``<path>.pdf``.
+        Save the figure (:func:`fastenc.figures.save_figure`: ``x.png``, ``x.pdf``, or both for ``x``).
 
     Returns
     -------
@@ -667,6 +682,7 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
         ax.set_xlim(0.4, L + 0.6)
         ax.set_xlabel("Preferred layer")
         ax.set_ylabel("Voxel count")
+        ax.locator_params(axis="y", nbins=5)
         ax.set_title(f"{model} (n = {int(counts.sum())} voxels)" if model else f"n = {int(counts.sum())} voxels",
                      fontsize=10)
         ax.spines[["top", "right"]].set_visible(False)

@@ -176,6 +176,18 @@ def test_run_all_prints_the_headline_tables_of_the_csvs(demo, tmp_path, capsys):
     assert rc == 0 and "(0 units computed, of which 0 recomputed because inputs changed, 13 reused)" in err
 
 
+def test_run_all_pdf_on_request_and_no_stale_pdf(demo, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    args = ["run-all", "--data-dir", demo, "--out", out_dir, "--models", "spectemp", "--targets", "NH2015", "--no-rsa"]
+    rc, _, err = run(args + ["--pdf"], capsys)
+    assert rc == 0, err
+    pngs = sorted((out_dir / "figures").glob("*.png"))
+    assert pngs and all(p.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-" for p in pngs)
+    rc, _, err = run(args, capsys)  # without --pdf: the PNGs are redrawn, the older PDFs removed
+    assert rc == 0, err
+    assert sorted((out_dir / "figures").glob("*.png")) == pngs and not list((out_dir / "figures").glob("*.pdf"))
+
+
 def test_demo_command_writes_a_data_root(tmp_path, capsys):
     from fastenc.io import load_stimuli
     rc, out, _ = run(["demo", "--out", tmp_path / "d"], capsys)

@@ -186,3 +186,58 @@ def test_figure_jobs_run_once_each_in_this_process_and_helpers(tmp_path):
         _run_jobs(jobs[:-1] + [(_job_fails, ("x",), {})], workers=2)  # a helper's job fails
     with pytest.raises(ValueError, match="cannot draw"):
         _run_jobs([(_job_fails, ("x",), {})] + jobs, workers=2)  # this process's job fails
+
+
+def test_figure_helpers_take_started_helpers_and_jobs_they_cannot_unpickle(tmp_path):
+    import os
+    from fastenc.study.figures import MIN_JOBS_FOR_WORKERS, FigureHelpers, _run_jobs
+    n = MIN_JOBS_FOR_WORKERS + 2
+    jobs = [(_job_writes_pid, (tmp_path / f"j{i}",), {}) for i in range(n)]
+    jobs[-1] = (lambda p: _job_writes_pid(p), (tmp_path / "lambda",), {})  # not picklable: drawn here
+    with FigureHelpers(1) as helpers:
+        assert len(helpers) == 1
+        _run_jobs(jobs, workers=2, helpers=helpers)
+        _run_jobs(jobs[:MIN_JOBS_FOR_WORKERS], workers=2, helpers=helpers)  # helpers serve more than one call
+    pids = [(tmp_path / f"j{i}").read_text() for i in range(n - 1)]
+    assert (tmp_path / "lambda").read_text() == str(os.getpid())
+    assert str(os.getpid()) in pids and len(set(pids)) == 2  # this process and the helper
+    assert len(helpers) == 0  # closed
+
+
+def test_figure_helpers_do_not_run_the_users_main_script(tmp_path):
+    """A user's script without an ``if __name__ == "__main__"`` guard runs once: the helpers are new
+    interpreters that import the plotting modules, not the script (multiprocessing's spawn and
+    forkserver start methods would run it again in every helper)."""
+    import subprocess
+    import sys
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from pathlib import Path\n"
+        "from fastenc.study.figures import MIN_JOBS_FOR_WORKERS, _run_jobs\n"
+        "from jobmod import write_pid\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "with open(out / 'runs.txt', 'a') as f:\n"
+        "    f.write('run\\n')\n"
+        "_run_jobs([(write_pid, (out / f'j{i}',), {}) for i in range(MIN_JOBS_FOR_WORKERS + 2)], workers=2)\n")
+    (tmp_path / "jobmod.py").write_text(
+        "import os\nfrom pathlib import Path\n\ndef write_pid(p):\n    Path(p).write_text(str(os.getpid()))\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "runs.txt").read_text() == "run\n"
+    assert len({(tmp_path / f"j{i}").read_text() for i in range(10)}) == 2
+
+
+def test_save_figure_formats_and_no_stale_pdf(tmp_path):
+    from fastenc.study.figures import figure_path
+    fig = figures._new_figure((2, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    assert figures.save_figure(fig, tmp_path / "a") == [tmp_path / "a.png", tmp_path / "a.pdf"]
+    assert figures.save_figure(fig, tmp_path / "b.pdf") == [tmp_path / "b.pdf"]
+    assert not (tmp_path / "b.png").exists() and (tmp_path / "b.pdf").read_bytes()[:5] == b"%PDF-"
+    drawn = []
+    assert figure_path(tmp_path, "a", True, drawn) == tmp_path / "a" and (tmp_path / "a.pdf").exists()
+    # a run without PDFs removes the earlier run's PDF of the figure it draws (it would be stale)
+    assert figure_path(tmp_path, "a", False, drawn) == tmp_path / "a.png" and not (tmp_path / "a.pdf").exists()
+    assert drawn == [tmp_path / "a.png"] * 2

@@ -224,9 +224,10 @@ def test_figures(tmp_path):
     vm.plot_surface_map(vm.average_subject_surface(t), "rel_pos", path=tmp_path / "rel")
     vm.plot_best_r2_map(vm.average_subject_surface(t, "best_median_r2_test_c"), path=tmp_path / "r2")
     vm.plot_layer_histogram({"A": t, "B": t.iloc[:50]}, names, path=tmp_path / "hist.png")
-    for stem in ("pos", "pos_cap", "rel", "r2", "hist"):
+    for stem in ("pos", "pos_cap", "rel", "r2"):  # a path without .png / .pdf: both files
         for ext in (".png", ".pdf"):
             assert (tmp_path / f"{stem}{ext}").stat().st_size > 1000
+    assert (tmp_path / "hist.png").stat().st_size > 1000 and not (tmp_path / "hist.pdf").exists()
     with pytest.raises(ValueError, match="layer_names"):
         vm.plot_surface_map(s, "pos")
 

@@ -436,11 +436,12 @@ def _across_models(long: pd.DataFrame, rois, reg, unit_kind, metric) -> pd.DataF
 # ---------------------------------------------------------------------------------------------
 # figures
 # ---------------------------------------------------------------------------------------------
-def draw_dataset_figures(plan: DatasetPlan, tabs: DatasetTables) -> tuple:
+def draw_dataset_figures(plan: DatasetPlan, tabs: DatasetTables, pdf: bool = False) -> tuple:
     """Across-model bars, across-layer curves per model, and (with an ``roi`` column) the curves
-    per ROI, into ``<out>/figures/<key>_*.png`` (and ``.pdf``), with the plots of
+    per ROI, into ``<out>/figures/<key>_*.png`` (and ``.pdf`` with ``pdf``), with the plots of
     :mod:`fastenc.figures`. Returns ``(png paths, [(figure, why not drawn)])``."""
     from .. import figures as F
+    from .figures import figure_path
 
     fig_dir = plan.out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -451,8 +452,7 @@ def draw_dataset_figures(plan: DatasetPlan, tabs: DatasetTables) -> tuple:
     drawn, skipped = [], [(f"{tabs.key}_rsa", RSA_NOTE)]
 
     def path(stem):
-        drawn.append(fig_dir / f"{tabs.key}_{stem}.png")
-        return fig_dir / f"{tabs.key}_{stem}"
+        return figure_path(fig_dir, f"{tabs.key}_{stem}", pdf, drawn)
 
     long = tabs.long_scores()
     F.plot_across_models(long, spectemp=baseline(long["model"]), display_names=names,
@@ -514,7 +514,8 @@ def plan_datasets(datasets, out, models=None, manifest=None, alphas=None, n_thre
     return plans
 
 
-def run_dataset_stage(plans, store: StudyStore, executor, log: RecomputeLog, progress=True, figures=True) -> dict:
+def run_dataset_stage(plans, store: StudyStore, executor, log: RecomputeLog, progress=True, figures=True,
+                      pdf=False) -> dict:
     """Score, summarise and draw every planned dataset (:func:`plan_datasets`). Returns
     ``{name: DatasetTables}``; each one's ``units`` lists its regression units and ``figures``
     its PNGs; ``figures/SKIPPED.txt`` says that RSA is not run for datasets."""
@@ -528,7 +529,7 @@ def run_dataset_stage(plans, store: StudyStore, executor, log: RecomputeLog, pro
         tabs.units = units
         if figures:
             say(f"drawing the figures of dataset {plan.name!r} into {plan.out / 'figures'}", enabled=progress)
-            tabs.figures, skipped = draw_dataset_figures(plan, tabs)
+            tabs.figures, skipped = draw_dataset_figures(plan, tabs, pdf=pdf)
             note_skipped(plan.out / "figures", skipped)
         results[plan.name] = tabs
     return results

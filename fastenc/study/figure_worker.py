@@ -1,27 +1,80 @@
-"""Preloaded by the fork server that starts the figure workers (:func:`fastenc.study.figures.draw_figures`).
+"""A figure helper process: ``python -m fastenc.study.figure_worker`` (started by
+:class:`fastenc.study.figures.FigureHelpers`).
 
-Importing this module imports every plotting module of the study and draws one tiny figure to PNG
-and PDF in memory, so that the font files, the glyph caches and the PDF backend are loaded once,
-in the fork server, and every worker forked from it starts drawing at once. Nothing else: the
-server holds no data and runs no threads, which is what makes forking it safe (unlike forking the
-main process, which holds Numba's OpenMP threads and, in a notebook or with Dask, many more).
+It imports the plotting modules, draws one tiny figure so that the font files and glyph caches are
+loaded, then draws the figure jobs it is sent, one at a time, until its input closes. Messages
+are pickles on its standard input and output:
+
+- in: ``("path", [sys.path entries])`` (so that the jobs' functions can be imported as in the
+  parent), then ``("job", pickled (function, args, kwargs))``;
+- out, one per job: ``("ok", None)``, ``("error", pickled exception)``, or ``("undrawable",
+  message)`` when the job cannot be unpickled here (the parent then draws it itself).
+
+A plain new interpreter, not a fork: the parent holds Numba's OpenMP threads (and, in a notebook
+or with Dask, more), and forking a multi-threaded process can deadlock the child; and unlike
+multiprocessing's spawn and forkserver methods it does not re-run the parent's ``__main__``
+script, which would run a user's whole script again in every helper unless it had an
+``if __name__ == "__main__":`` guard.
 """
 from __future__ import annotations
 
 import io
-
-from .. import dimensionality, figures, voxelmaps  # noqa: F401  (the plots the jobs call)
-from . import figures as study_figures  # noqa: F401  (_draw, _map_page)
+import pickle
+import sys
+import traceback
 
 
 def _warm() -> None:
+    from .. import figures
     fig = figures._new_figure((2.0, 1.5))
     ax = fig.subplots()
     ax.scatter([0.0, 1.0], [1.0, 0.0], c=[0.2, 0.8], s=5)
     ax.set_title("R² ≥ 0 – x", fontsize=8)
     fig.suptitle("warm", fontsize=9)
     fig.savefig(io.BytesIO(), format="png", dpi=50)
-    fig.savefig(io.BytesIO(), format="pdf")
 
 
-_warm()
+def _reply_error(exc: BaseException) -> tuple:
+    try:
+        return "error", pickle.dumps(exc)
+    except Exception:  # an exception that does not pickle: its traceback as text
+        return "error", pickle.dumps(RuntimeError("".join(traceback.format_exception(exc))))
+
+
+def serve(inp, out) -> None:
+    """Draw the jobs read from ``inp`` until it closes; one reply per job on ``out``."""
+    while True:
+        try:
+            kind, payload = pickle.load(inp)
+        except EOFError:
+            return
+        if kind == "path":
+            for p in reversed(payload):
+                if p not in sys.path:
+                    sys.path.insert(0, p)
+            continue
+        try:
+            fn, args, kwargs = pickle.loads(payload)
+        except Exception as exc:
+            reply = ("undrawable", f"{type(exc).__name__}: {exc}")
+        else:
+            try:
+                fn(*args, **kwargs)  # saves the figure; the Figure itself is not sent back
+                reply = ("ok", None)
+            except Exception as exc:
+                reply = _reply_error(exc)
+        pickle.dump(reply, out)
+        out.flush()
+
+
+def main() -> None:
+    out, inp = sys.stdout.buffer, sys.stdin.buffer
+    sys.stdout = sys.stderr  # anything a job prints must not mix with the replies
+    from .. import dimensionality, figures, voxelmaps  # noqa: F401  (the plots the jobs call)
+    from . import figures as study_figures  # noqa: F401  (_map_page)
+    _warm()
+    serve(inp, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 
 The plotting functions live in :mod:`fastenc.figures`; this module only picks the tables of
 :class:`~fastenc.study.results.StudyResults` and names the files ``<out>/figures/<name>.png``
-(and ``.pdf``).
+(and ``.pdf`` on request).
 """
 from __future__ import annotations
 
@@ -17,20 +17,24 @@ from ..constants import ROI_ORDER, SPECTEMP
 from .analysis import CLEAN_PAIRS, baseline
 from .results import StudyResults
 
-__all__ = ["draw_figures"]
+__all__ = ["draw_figures", "FigureHelpers"]
 
 R2C = "median noise-corrected R²\n(mean over participants)"
 
 
-def draw_figures(results: StudyResults, registry, workers: int | None = None) -> list:
+def draw_figures(results: StudyResults, registry, workers: int | None = None, pdf: bool = False,
+                 helpers: "FigureHelpers | None" = None) -> list:
     """Draw the figures of ``results`` into ``<out>/figures``; returns the PNG paths.
 
+    ``pdf``: also write each figure as a PDF (about twice the drawing time). Without it, a PDF
+    left beside a figure by an earlier run is removed, so that no PDF is older than its PNG.
+
     Figures are independent jobs: with ``workers`` > 1 they are drawn by this process and
-    ``workers - 1`` helper processes started from a fork server (matplotlib draws on one core;
-    see :func:`_run_jobs`), else in this process. Default: as many as there are idle cores now
-    (:class:`_IdleCores`; at most 4), so that helpers are started only where they can help.
-    Figures whose models are absent are listed with the reason in ``results.skipped`` and
-    ``figures/SKIPPED.txt``.
+    ``workers - 1`` helper processes (matplotlib draws on one core; see :func:`_run_jobs`), those
+    of ``helpers`` (:class:`FigureHelpers`, started earlier) if given, else started here.
+    Default: as many as there are idle cores now (:class:`_IdleCores`; at most 4), so that
+    helpers are used only where they can help. Figures whose models are absent are listed with
+    the reason in ``results.skipped`` and ``figures/SKIPPED.txt``.
     """
     from .. import figures as _figures  # matplotlib: imported only when drawing
 
@@ -45,8 +49,7 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
     skipped.clear()
 
     def path(name):
-        drawn.append(fig_dir / f"{name}.png")
-        return fig_dir / name
+        return figure_path(fig_dir, name, pdf, drawn)
 
     for t, reg in results.regression.items():
         long = reg.subject_scores.rename(columns={"source_model": "model"})
@@ -146,9 +149,20 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None) ->
                                     spectemp=SPECTEMP if SPECTEMP in scores.index else None,
                                     path=path("components_NH2015comp"))
     _component_predictions(results, names, figures, path, skipped)
-    _run_jobs(jobs, workers if probe is None else probe.workers())
+    _run_jobs(jobs, workers if probe is None else probe.workers(), helpers=helpers)
     _write_skipped(fig_dir, skipped)
     return drawn
+
+
+def figure_path(fig_dir: Path, name: str, pdf: bool, drawn: list) -> Path:
+    """The ``path`` to give a plotting function for figure ``name``: ``<name>.png``, or ``<name>``
+    (PNG and PDF) with ``pdf``; the PNG is appended to ``drawn``. Without ``pdf`` an earlier run's
+    ``<name>.pdf`` is removed (it would no longer match the PNG)."""
+    drawn.append(fig_dir / f"{name}.png")
+    if pdf:
+        return fig_dir / name
+    (fig_dir / f"{name}.pdf").unlink(missing_ok=True)
+    return fig_dir / f"{name}.png"
 
 
 class _Jobs:
@@ -193,11 +207,7 @@ class _IdleCores:
 
     def workers(self) -> int:
         import time
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
-        cores = min(cores, 4)
+        cores = min(_cores(), 4)
         if self._idle0 is None:
             return cores
         wait = self.MIN_INTERVAL_S - (time.perf_counter() - self._t0)
@@ -213,59 +223,136 @@ class _IdleCores:
         return max(1, min(cores, int(idle + own + 0.5)))
 
 
-#: Fewest figure jobs for which helper processes are started (below it, starting them costs more
-#: than they save).
+#: Fewest figure jobs for which helper processes are used (below it, handing jobs out costs more
+#: than it saves).
 MIN_JOBS_FOR_WORKERS = 8
 
 
-def _worker_context():
-    """A start method that is safe here: processes forked from a fork server that preloads the
-    plotting modules (:mod:`fastenc.study.figure_worker`), or spawned where there is no fork
-    server (Windows). Never a fork of this process: it holds Numba's OpenMP threads (and, in a
-    notebook or with Dask, more), and forking a multi-threaded process can deadlock the child."""
-    import multiprocessing as mp
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["fastenc.study.figure_worker"])  # used when the server starts
-        return ctx
-    return mp.get_context("spawn")
+class FigureHelpers:
+    """Helper processes that draw figure jobs (:mod:`fastenc.study.figure_worker`), started ahead
+    of the figures so that their imports (about 2 s of CPU each) run while the study computes.
+
+    ``n`` helpers (default: one per core beyond this process's, at most 3; none on one core).
+    :func:`run_all` starts them when it starts and closes them when it ends; :func:`_run_jobs`
+    hands them jobs. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, n: int | None = None):
+        if n is None:
+            n = min(_cores(), 4) - 1
+        self._procs = [self._start() for _ in range(max(0, int(n)))]
+
+    @staticmethod
+    def _start():
+        import pickle
+        import subprocess
+        import sys
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # this fastenc, wherever it was imported from
+        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        proc = subprocess.Popen([sys.executable, "-m", "fastenc.study.figure_worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=env)
+        pickle.dump(("path", list(sys.path)), proc.stdin)  # the jobs' functions import as they do here
+        proc.stdin.flush()
+        return proc
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def draw(self, k: int, job) -> bool:
+        """Draw ``job`` with helper ``k``; True when drawn, False when the job cannot be sent to or
+        unpickled by a helper (draw it here). A failed job's error is raised here."""
+        import pickle
+        try:
+            payload = pickle.dumps(job)
+        except Exception:  # e.g. a lambda: not for a helper
+            return False
+        proc = self._procs[k]
+        try:
+            pickle.dump(("job", payload), proc.stdin)
+            proc.stdin.flush()
+            kind, value = pickle.load(proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            raise RuntimeError(f"figure helper process {proc.pid} ended unexpectedly "
+                               f"(exit code {proc.poll()})") from exc
+        if kind == "error":
+            raise pickle.loads(value)
+        return kind == "ok"
+
+    def close(self) -> None:
+        """End the helpers (each finishes the job it is drawing)."""
+        import subprocess
+        procs, self._procs = self._procs, []
+        for proc in procs:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
 
 
-def _run_jobs(jobs, workers=None) -> None:
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
     """Draw the figure ``jobs`` with ``workers`` processes in all: this one and ``workers - 1``
-    helpers (default: one per core, at most 4). This process starts at once from the front of the
-    list; the helpers (ready after the fork server has imported the plotting modules, about 2 s
-    of CPU, once per Python process) take from the back, where the costly voxel-map pages are
-    queued, each fed its next job as it finishes one. With fewer than
-    :data:`MIN_JOBS_FOR_WORKERS` jobs, or ``workers`` <= 1, everything is drawn here. A job's
-    error is raised here (the jobs not yet started are dropped)."""
-    workers = min(os.cpu_count() or 1, 4) if workers is None else int(workers)
+    helpers (default: one per core, at most 4), those of ``helpers`` if given (already started),
+    else new ones. This process starts at once from the front of the list; each helper takes the
+    next job from the back, where the costly voxel-map pages are queued, as it finishes one. With
+    fewer than :data:`MIN_JOBS_FOR_WORKERS` jobs, or ``workers`` <= 1, everything is drawn here.
+    A job's error is raised here (the jobs not yet started are dropped)."""
+    import threading
+    from collections import deque
+
+    workers = min(_cores(), 4) if workers is None else int(workers)
     workers = min(workers, len(jobs))
     if workers <= 1 or len(jobs) < MIN_JOBS_FOR_WORKERS:
         for fn, args, kwargs in jobs:
             _draw(fn, args, kwargs)
         return
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
+    own = helpers is None
+    if own:
+        helpers = FigureHelpers(workers - 1)
+    pending = deque(jobs)  # pop / popleft are atomic: the helpers' threads and this one share it
+    local = deque()        # jobs a helper could not take (not picklable): drawn here
+    errors = []
 
-    pending = deque(jobs)  # pop / popleft are atomic: the helpers' feeder thread and this one share it
-    futures = []
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=_worker_context()) as pool:
-        def feed(done=None):
-            if done is not None and not done.cancelled() and done.exception() is not None:
-                pending.clear()  # a job failed: start no more
+    def feed(k):
+        while not errors:
             try:
                 job = pending.pop()
-                f = pool.submit(_draw, *job)
-            except (IndexError, RuntimeError):  # nothing left, or shutting down after an error
+            except IndexError:
                 return
-            futures.append(f)
-            f.add_done_callback(feed)
+            try:
+                if not helpers.draw(k, job):
+                    local.append(job)
+            except BaseException as exc:
+                errors.append(exc)
+                pending.clear()  # a job failed: start no more
 
-        for _ in range(workers - 1):
-            feed()
+    threads = [threading.Thread(target=feed, args=(k,), daemon=True)
+               for k in range(min(workers - 1, len(helpers)))]
+    try:
+        for t in threads:
+            t.start()
         try:
-            while True:
+            while not errors:
                 try:
                     job = pending.popleft()
                 except IndexError:
@@ -274,8 +361,16 @@ def _run_jobs(jobs, workers=None) -> None:
         except BaseException:
             pending.clear()
             raise
-    for f in futures:  # all finished (the pool has shut down)
-        f.result()  # re-raises a helper's error
+        finally:
+            for t in threads:
+                t.join()
+        if errors:
+            raise errors[0]
+        for job in local:
+            _draw(*job)
+    finally:
+        if own:
+            helpers.close()
 
 
 #: The model whose component predictions the paper shows (Fig. 4: trained, permuted, and SpectroTemporal).
@@ -425,7 +520,7 @@ def _map_page(rows, title, path) -> None:
     fig = Figure(figsize=(10.4, h))
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), 2, squeeze=False)
-    fig.subplots_adjust(left=0.08, right=0.9, top=1 - 0.75 / h, bottom=0.45 / h, hspace=0.5, wspace=0.28)
+    fig.subplots_adjust(left=0.03, right=0.88, top=1 - 0.75 / h, bottom=0.2 / h, hspace=0.35, wspace=0.1)
     # rows of one colour scale (the best-R² maps) share one colour bar, beside the whole page
     shared = len({(v, m) for v, _, _, m, _ in rows}) == 1 and rows[0][0] == "best_median_r2_test_c"
     for row, (value, table, layer_names, vmax, label) in zip(axes, rows):
@@ -440,16 +535,6 @@ def _map_page(rows, title, path) -> None:
             cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=min(0.9, 3.0 / len(rows) + 0.3), pad=0.02,
                               aspect=12 * len(rows))
             cb.set_label("Median noise-corrected R² at the best layer", fontsize=10)
-    # axis labels on the outer panels only, and x ticks on the lowest row only where every row of
-    # a column spans the same surface (all model versions of one target do): fewer artists to draw
-    for j in range(axes.shape[1]):
-        same_x = len({ax.get_xlim() for ax in axes[:, j]}) == 1
-        for ax in axes[:-1, j]:
-            ax.set_xlabel("")
-            if same_x:
-                ax.set_xticks([])
-    for ax in axes[:, 1:].ravel():
-        ax.set_ylabel("")
     fig.suptitle(title, fontsize=12, y=1 - 0.2 / h)
     vm.save_figure(fig, path)
 

@@ -20,7 +20,7 @@ import pandas as pd
 from ..progress import Progress, say
 from .analysis import run_analysis_stage
 from .executors import make_executor
-from .figures import draw_figures
+from .figures import FigureHelpers, draw_figures
 from .plan import StudyPlan, build_plan, check_data_root, default_demo_dir
 from .regression import run_regression_stage
 from .results import StudyResults
@@ -109,7 +109,7 @@ def _write_report(results, plan, t0, dataset_plans=()) -> Path:
 def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threads=None,
             overwrite=False, progress=True, client=None, rsa=True, figures=True, alphas=None,
             rsa_corrected=False, manifest=None, nan_policy="raise", export_surface_mat=False,
-            datasets=None) -> StudyResults:
+            datasets=None, pdf=False) -> StudyResults:
     """Run the whole study: regression, analysis, RSA and figures; and/or score models against
     your own datasets (``datasets``).
 
@@ -135,7 +135,9 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     client : dask.distributed.Client, optional
         Run the regression and RSA units on a Dask cluster.
     rsa, figures : bool
-        Run the RSA stage / draw the figures.
+        Run the RSA stage / draw the figures (PNG, ``<out>/figures/<name>.png``).
+    pdf : bool
+        Also write every figure as a PDF (``<name>.pdf``); drawing takes about twice as long.
     alphas : 1-D array, optional
         Ridge alpha grid (default: the study's ``10**49 ... 10**-50``).
     rsa_corrected : bool
@@ -177,7 +179,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
     if datasets and data_dir is None and targets is None:
         return _run_datasets_only(datasets, out, models=models, n_threads=n_threads, overwrite=overwrite,
                                   progress=progress, client=client, figures=figures, alphas=alphas,
-                                  manifest=manifest, t0=t0)
+                                  manifest=manifest, t0=t0, pdf=pdf)
     if data_dir is None:
         where = default_demo_dir()
         from ..datasets import make_demo
@@ -191,35 +193,42 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
                       rsa_corrected=rsa_corrected)
     dplans = plan_datasets(datasets, plan.out, manifest=manifest, alphas=alphas, n_threads=n_threads,
                            overwrite=overwrite, progress=progress) if datasets else []
-    store = StudyStore(plan.out)
-    log = RecomputeLog(plan.out)
-    executor = make_executor(client, n_threads)
-    units = _regression(plan, store, executor, log)
-    bar = Progress(len(plan.work) * len(plan.bundles), "analysis  ", enabled=progress)
-    regression, components = run_analysis_stage(plan, store, progress=bar)
-    results = StudyResults(out=Path(out), regression_units=units, regression=regression, components=components)
-    n_vox = len(plan.work) * len(plan.neural_targets)
-    results.voxels = run_voxel_stage(plan, store, export_mat=export_surface_mat,
-                                     progress=Progress(n_vox, "voxel maps", enabled=progress) if n_vox else None)
-    results.dimensionality = run_dimensionality_stage(plan, store, regression)
-    if rsa:
-        results.rsa = run_rsa_stage(plan, store, executor, log,
-                                    progress=lambda n: Progress(n, "rsa       ", enabled=progress),
-                                    say=lambda msg: say(msg, enabled=progress))
-    results.consistency = run_consistency_stage(plan.out, results.regression, results.rsa)
-    results.seeds = run_seed_stage(plan.out, results.regression, results.rsa, plan.registry)
-    if figures:
-        say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
-        results.figures = draw_figures(results, plan.registry)
-    if dplans:
-        _add_datasets(results, dplans, store, executor, log, progress, figures)
-    results.elapsed_s = time.perf_counter() - t0
-    if figures:
-        results.report = _write_report(results, plan, t0, dplans)
-    if progress:
-        _say_finished(results, "run-all", out)
-    log.summary(verbose=progress)
-    return results
+    # figure helpers start now: their imports run while the study computes
+    helpers = FigureHelpers() if figures else None
+    try:
+        store = StudyStore(plan.out)
+        log = RecomputeLog(plan.out)
+        executor = make_executor(client, n_threads)
+        units = _regression(plan, store, executor, log)
+        bar = Progress(len(plan.work) * len(plan.bundles), "analysis  ", enabled=progress)
+        regression, components = run_analysis_stage(plan, store, progress=bar)
+        results = StudyResults(out=Path(out), regression_units=units, regression=regression, components=components)
+        n_vox = len(plan.work) * len(plan.neural_targets)
+        vox_bar = Progress(n_vox, "voxel maps", enabled=progress) if n_vox else None
+        results.voxels = run_voxel_stage(plan, store, export_mat=export_surface_mat, progress=vox_bar)
+        results.dimensionality = run_dimensionality_stage(plan, store, regression)
+        if rsa:
+            results.rsa = run_rsa_stage(plan, store, executor, log,
+                                        progress=lambda n: Progress(n, "rsa       ", enabled=progress),
+                                        say=lambda msg: say(msg, enabled=progress))
+        results.consistency = run_consistency_stage(plan.out, results.regression, results.rsa)
+        results.seeds = run_seed_stage(plan.out, results.regression, results.rsa, plan.registry)
+        if figures:
+            say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
+            results.figures = draw_figures(results, plan.registry, pdf=pdf, helpers=helpers)
+            helpers.close()
+        if dplans:
+            _add_datasets(results, dplans, store, executor, log, progress, figures, pdf)
+        results.elapsed_s = time.perf_counter() - t0
+        if figures:
+            results.report = _write_report(results, plan, t0, dplans)
+        if progress:
+            _say_finished(results, "run-all", out)
+        log.summary(verbose=progress)
+        return results
+    finally:
+        if helpers is not None:
+            helpers.close()
 
 
 def _say_finished(results, what, out) -> None:
@@ -228,9 +237,10 @@ def _say_finished(results, what, out) -> None:
         f"of which {n['recomputed']} recomputed because inputs changed, {n['skipped']} reused) -> {out}")
 
 
-def _add_datasets(results, plans, store, executor, log, progress, figures) -> None:
+def _add_datasets(results, plans, store, executor, log, progress, figures, pdf=False) -> None:
     """The datasets' stage (:mod:`fastenc.study.datasets`) into ``results``."""
-    results.datasets = run_dataset_stage(plans, store, executor, log, progress=progress, figures=figures)
+    results.datasets = run_dataset_stage(plans, store, executor, log, progress=progress, figures=figures,
+                                         pdf=pdf)
     units = [t.units for t in results.datasets.values() if t.units is not None and len(t.units)]
     if units:
         results.regression_units = pd.concat([results.regression_units, *units], ignore_index=True)
@@ -239,7 +249,7 @@ def _add_datasets(results, plans, store, executor, log, progress, figures) -> No
 
 
 def _run_datasets_only(datasets, out, models, n_threads, overwrite, progress, client, figures, alphas,
-                       manifest, t0) -> StudyResults:
+                       manifest, t0, pdf=False) -> StudyResults:
     """``run_all(datasets=...)`` without the study: the datasets' regression, tables, figures and
     ``report.html``."""
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -250,7 +260,7 @@ def _run_datasets_only(datasets, out, models, n_threads, overwrite, progress, cl
     if progress and not kernels_cached():
         say("compiling kernels, first run only (about half a minute)")
     results = StudyResults(out=Path(out), regression_units=pd.DataFrame(), regression={})
-    _add_datasets(results, plans, StudyStore(out), make_executor(client, n_threads), log, progress, figures)
+    _add_datasets(results, plans, StudyStore(out), make_executor(client, n_threads), log, progress, figures, pdf)
     results.elapsed_s = time.perf_counter() - t0
     if figures:
         results.report = _write_report(results, None, t0, plans)
