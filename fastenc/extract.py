@@ -46,7 +46,10 @@ Forward pass
     the time-mean is computed right there into a new tensor (that is the copy; cloning the full
     output first would add a write of every output to the read the mean needs), and any output
     not reduced there (kept, ``pool="none"``, or handed to a ``pool`` callable) is cloned
-    (``detach().clone()``) first. After each batch the pooled outputs are copied into the
+    (``detach().clone()``) first. An eval-mode BatchNorm is affine per channel, so the time-mean
+    of its output is taken from the time-mean of its input where a hook took that already (its
+    input is a stored layer's output, unchanged since): ``mean * scale + shift``, the same values
+    within float32 rounding, without reading the output again. After each batch the pooled outputs are copied into the
     ``(165, units)`` float32 arrays, on the CPU. A layer whose output is a tuple or list
     (``nn.MultiheadAttention``, LSTMs) or a dict-like object contributes its *first* tensor. A
     module called more than once per forward pass (a shared activation module) keeps its *last*
@@ -119,6 +122,7 @@ import math
 import os
 import sys
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -631,25 +635,29 @@ class _Recorder:
         self.outputs: dict = {}
         self.calls: Counter = Counter()
         self.seconds = 0.0
+        self.derived = 0   # time-means of BatchNorm outputs taken from their input's (see _affine_mean)
+        self._means: dict = {}  # id(output) -> (weakref to it, its version, time axis, its time-mean)
 
     def reset(self):
         self.outputs.clear()
         self.calls.clear()
+        self._means.clear()
 
     def axis_of(self, name):
         if isinstance(self.time_axis, Mapping):
             return int(self.time_axis.get(name, -1))
         return int(self.time_axis)
 
-    def hook(self, name):
+    def hook(self, name, module=None):
         torch = self.torch
         tensor_type = torch.Tensor
-        outputs, calls = self.outputs, self.calls
+        outputs, calls, means = self.outputs, self.calls, self._means
         clock = time.perf_counter
         # the common case inline: time-mean of a float32/float64 (batch, channels, time) output
         axis = self.axis_of(name)
         inline = isinstance(self.pool, str) and self.pool == "time-mean" and axis in (1, 2, -1, -2)
         inline_dtypes = (torch.float32, torch.float64)
+        batchnorm = isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and axis in (2, -1)
 
         def fn(module, inputs, output):
             t0 = clock()
@@ -657,12 +665,38 @@ class _Recorder:
             if tensor is None:
                 raise ValueError(f"layer {name!r} returned {type(output).__name__}, which holds no tensor")
             if inline and tensor.ndim == 3 and tensor.dtype in inline_dtypes:
-                outputs[name] = tensor.detach().mean(dim=axis)     # a new tensor: the copy
+                mean = self._affine_mean(module, inputs, tensor, axis) if batchnorm else None
+                if mean is None:
+                    mean = tensor.detach().mean(dim=axis)     # a new tensor: the copy
+                outputs[name] = mean
+                means[id(tensor)] = (weakref.ref(tensor), tensor._version, axis, mean)
             else:
                 outputs[name] = self._pooled(tensor.detach(), name)
             calls[name] += 1
             self.seconds += clock() - t0
         return fn
+
+    def _affine_mean(self, bn, inputs, output, axis):
+        """The time-mean of an eval-mode BatchNorm's (batch, channels, time) ``output`` from the
+        time-mean of its input, when a hook took that one already (the input is a stored layer's
+        output, unchanged since): the layer is affine per channel, ``y = x * scale + shift``, so
+        ``mean_t(y) = mean_t(x) * scale + shift``, equal to the direct mean within float rounding
+        and without reading the output again (half the cost of such a layer's hook). None where
+        that does not hold (training mode, batch statistics, another input, a changed input)."""
+        x = inputs[0] if inputs else None
+        if bn.training or bn.running_mean is None or not isinstance(x, self.torch.Tensor) or x.shape != output.shape:
+            return None
+        seen = self._means.get(id(x))
+        if seen is None or seen[0]() is not x or seen[1] != x._version or seen[2] != axis:
+            return None
+        scale = self.torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        self.derived += 1
+        return (seen[3] * scale + shift).to(output.dtype)
 
     def _pooled(self, t, name):
         """The pooled copy of output ``t``, made now, before later (in-place) operations run.
@@ -793,7 +827,7 @@ def _run_model(model, sounds, device, layers, stim_ids, pool, time_axis, batch_s
     torch = _torch()
     modules = dict(model.named_modules())
     recorder = _Recorder(pool, time_axis, torch)
-    handles = [modules[name].register_forward_hook(recorder.hook(name)) for name in layers]
+    handles = [modules[name].register_forward_hook(recorder.hook(name, modules[name])) for name in layers]
     arrays: dict[str, np.ndarray] = {}
     stores: dict = {}          # torch views of the arrays: copy_ moves to the CPU and casts to float32
     n = len(sounds.paths)

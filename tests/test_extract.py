@@ -669,3 +669,83 @@ def test_progress_lines_when_not_a_tty(demo, tmp_path, capsys):
     ex.extract(TinyConv(), root, "P", sample_rate=SR, permuted=False, batch_size=5, layers=["fc"])
     lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("extract P")]
     assert 8 <= len(lines) <= 12 and lines[-1].split()[3] == "165/165"
+
+
+class ConvBN(nn.Module):
+    """Convolutions and BatchNorms: the hook of an eval-mode BatchNorm takes its time-mean from its
+    input's where that is a stored, unchanged layer output (bn1, bn2); not with batch statistics
+    (bn3) nor after its input changed in place (bn4)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv1 = nn.Conv1d(1, 6, 32, stride=8)
+        self.bn1 = nn.BatchNorm1d(6)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv1d(6, 8, 8, stride=4)
+        self.bn2 = nn.BatchNorm1d(8, affine=False)
+        self.bn3 = nn.BatchNorm1d(8, track_running_stats=False)   # batch statistics, also in eval mode
+        self.conv3 = nn.Conv1d(8, 8, 1)
+        self.bn4 = nn.BatchNorm1d(8)
+        for bn in (self.bn1, self.bn2, self.bn4):
+            bn.running_mean.normal_(0, 0.5)
+            bn.running_var.uniform_(0.3, 3.0)
+        for bn in (self.bn1, self.bn4):
+            bn.weight.data.normal_(1, 0.5)
+            bn.bias.data.normal_(0, 0.5)
+
+    def forward(self, x, store=None):
+        def keep(name, t):
+            if store is not None:
+                store[name] = t.clone()
+        y = self.conv1(x.unsqueeze(1))
+        keep("conv1", y)
+        y = self.bn1(y)
+        keep("bn1", y)
+        y = self.conv2(self.relu(y))
+        keep("conv2", y)
+        y = self.bn2(y)
+        keep("bn2", y)
+        y = self.bn3(y)
+        keep("bn3", y)
+        y = self.conv3(y)
+        keep("conv3", y)
+        y.add_(0.5)   # in place, after conv3's hook: bn4's input is no longer what conv3's mean was taken of
+        y = self.bn4(y)
+        keep("bn4", y)
+        return y
+
+
+def test_batchnorm_time_mean_from_its_input_equals_the_direct_mean(demo, monkeypatch):
+    layers = ["conv1", "bn1", "conv2", "bn2", "bn3", "conv3", "bn4"]
+    derived = []
+    affine_mean = ex._Recorder._affine_mean
+
+    def counting(self, bn, inputs, output, axis):
+        mean = affine_mean(self, bn, inputs, output, axis)
+        derived.append((bn, mean is not None))
+        return mean
+
+    monkeypatch.setattr(ex._Recorder, "_affine_mean", counting)
+    model = ConvBN()
+    res = ex.extract(model, demo, "ConvBN", layers=layers, sample_rate=SR, progress=False, permuted=False,
+                     batch_size=8)
+    _, stored, _ = _h5(res.paths["trained"])
+    ref: dict = {layer: [] for layer in layers}
+    model.eval()
+    sounds = _all_sounds(demo)
+    with torch.no_grad():
+        for start in range(0, 165, 8):  # batches of 8 as extract's: bn3's batch statistics depend on them
+            out: dict = {}
+            model(sounds[start:start + 8], store=out)
+            for layer in layers:
+                ref[layer].append(out[layer].mean(-1))
+    for layer in layers:
+        np.testing.assert_allclose(stored[layer], torch.cat(ref[layer]).numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=layer)
+    n_batches = -(-165 // 8)
+    names = {id(m): n for n, m in model.named_modules()}
+    used = {names[id(bn)] for bn, ok in derived if ok}
+    assert used == {"bn1", "bn2"}
+    assert sum(ok for _, ok in derived) == 2 * n_batches
+    assert {names[id(bn)] for bn, _ in derived} == {"bn1", "bn2", "bn3", "bn4"}

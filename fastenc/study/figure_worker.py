@@ -70,9 +70,13 @@ def serve(inp, out) -> None:
 def main() -> None:
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # anything a job prints must not mix with the replies
+    import gc
+
     from .. import dimensionality, figures, voxelmaps  # noqa: F401  (the plots the jobs call)
-    from . import figures as study_figures  # noqa: F401  (_map_page)
+    from . import figures as study_figures  # (_map_page)
     _warm()
+    gc.freeze()  # the modules loaded so far are never garbage: collections need not scan them
+    gc.set_threshold(study_figures.GC_THRESHOLD_WHILE_DRAWING, 20, gc.get_threshold()[2])
     serve(inp, out)
 
 

@@ -7,6 +7,7 @@ The plotting functions live in :mod:`fastenc.figures`; this module only picks th
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +304,25 @@ class FigureHelpers:
             proc.stdout.close()
 
 
+#: Allocations between two collections of the youngest generation while figures are drawn
+#: (Python's default is 700). Matplotlib makes many short-lived objects in reference cycles, and
+#: at the default the collector took about 13 % of the drawing time of run-all's figures.
+GC_THRESHOLD_WHILE_DRAWING = 20_000
+
+
+@contextmanager
+def fewer_collections():
+    """Run the cyclic garbage collector less often inside the block (:data:`GC_THRESHOLD_WHILE_DRAWING`);
+    the thresholds are restored after it."""
+    import gc
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], GC_THRESHOLD_WHILE_DRAWING), max(old[1], 20), old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -323,8 +343,9 @@ def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
     workers = min(_cores(), 4) if workers is None else int(workers)
     workers = min(workers, len(jobs))
     if workers <= 1 or len(jobs) < MIN_JOBS_FOR_WORKERS:
-        for fn, args, kwargs in jobs:
-            _draw(fn, args, kwargs)
+        with fewer_collections():
+            for fn, args, kwargs in jobs:
+                _draw(fn, args, kwargs)
         return
     own = helpers is None
     if own:
@@ -352,12 +373,13 @@ def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
         for t in threads:
             t.start()
         try:
-            while not errors:
-                try:
-                    job = pending.popleft()
-                except IndexError:
-                    break
-                _draw(*job)
+            with fewer_collections():
+                while not errors:
+                    try:
+                        job = pending.popleft()
+                    except IndexError:
+                        break
+                    _draw(*job)
         except BaseException:
             pending.clear()
             raise
@@ -366,8 +388,9 @@ def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
                 t.join()
         if errors:
             raise errors[0]
-        for job in local:
-            _draw(*job)
+        with fewer_collections():
+            for job in local:
+                _draw(*job)
     finally:
         if own:
             helpers.close()
