@@ -14,7 +14,7 @@ the same in both, so the difference is what the newer figures cost.
 
 Printed per run: wall time, CPU time (user + system) of the whole process tree, the figure
 stage's wall time, and the 1-minute load average. This script makes itself a child subreaper, so
-that the fork server and its helpers (orphaned when the run exits) are reaped here and their CPU
+that helper processes (if one outlived the run) are reaped here and their CPU
 time is counted. ``--serial`` draws every figure in the run's own process. ``--tree`` times
 another checkout (e.g. ``git archive`` of an older commit). The demo is built on first use in
 ``$FASTENC_CACHE`` (default ``~/.cache/fastenc/demo``); run once first so that Numba's cache of
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                 row = {"repeat": i, **run_once(args.tree.resolve(), mode, args.serial, Path(tmp))}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    for key in ("cpu_s", "wall_s"):
+    for key in ("cpu_s", "wall_s", "figures_wall_s"):
         a = [r[key] for r in rows if r["mode"] == "all"]
         o = [r[key] for r in rows if r["mode"] == "older"]
         d = [x - y for x, y in zip(a, o)]
