@@ -204,6 +204,26 @@ def test_figure_helpers_take_started_helpers_and_jobs_they_cannot_unpickle(tmp_p
     assert len(helpers) == 0  # closed
 
 
+def _job_dies_in_a_helper(path, parent_pid):
+    import os
+    if os.getpid() != parent_pid:
+        os._exit(3)  # as a helper killed by the system
+    _job_writes_pid(path)
+
+
+def test_a_helper_that_dies_loses_no_figure(tmp_path, caplog):
+    import os
+    from fastenc.study.figures import MIN_JOBS_FOR_WORKERS, _run_jobs
+    n = MIN_JOBS_FOR_WORKERS + 2
+    jobs = [(_job_writes_pid, (tmp_path / f"j{i}",), {}) for i in range(n - 1)]
+    jobs.append((_job_dies_in_a_helper, (tmp_path / "dies", os.getpid()), {}))  # the helper's first job
+    with caplog.at_level("WARNING", logger="fastenc.study.figures"):
+        _run_jobs(jobs, workers=2)
+    assert (tmp_path / "dies").read_text() == str(os.getpid())  # drawn here after the helper died
+    assert all((tmp_path / f"j{i}").read_text() == str(os.getpid()) for i in range(n - 1))
+    assert "ended unexpectedly" in caplog.text
+
+
 def test_figure_helpers_do_not_run_the_users_main_script(tmp_path):
     """A user's script without an ``if __name__ == "__main__"`` guard runs once: the helpers are new
     interpreters that import the plotting modules, not the script (multiprocessing's spawn and

@@ -6,6 +6,7 @@ The plotting functions live in :mod:`fastenc.figures`; this module only picks th
 """
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from .analysis import CLEAN_PAIRS, baseline
 from .results import StudyResults
 
 __all__ = ["draw_figures", "FigureHelpers"]
+
+_log = logging.getLogger(__name__)
 
 R2C = "median noise-corrected R²\n(mean over participants)"
 
@@ -229,6 +232,10 @@ class _IdleCores:
 MIN_JOBS_FOR_WORKERS = 8
 
 
+class HelperLost(RuntimeError):
+    """A figure helper process ended while drawing (killed, out of memory): its job is drawn here."""
+
+
 class FigureHelpers:
     """Helper processes that draw figure jobs (:mod:`fastenc.study.figure_worker`), started ahead
     of the figures so that their imports (about 2 s of CPU each) run while the study computes.
@@ -241,7 +248,13 @@ class FigureHelpers:
     def __init__(self, n: int | None = None):
         if n is None:
             n = min(_cores(), 4) - 1
-        self._procs = [self._start() for _ in range(max(0, int(n)))]
+        self._procs = []
+        for _ in range(max(0, int(n))):
+            try:
+                self._procs.append(self._start())
+            except OSError as exc:  # no helper: the figures are drawn in this process
+                _log.warning("could not start a figure helper process (%s); drawing in this process", exc)
+                break
 
     @staticmethod
     def _start():
@@ -280,8 +293,8 @@ class FigureHelpers:
             proc.stdin.flush()
             kind, value = pickle.load(proc.stdout)
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
-            raise RuntimeError(f"figure helper process {proc.pid} ended unexpectedly "
-                               f"(exit code {proc.poll()})") from exc
+            raise HelperLost(f"figure helper process {proc.pid} ended unexpectedly "
+                             f"(exit code {proc.poll()})") from exc
         if kind == "error":
             raise pickle.loads(value)
         return kind == "ok"
@@ -363,6 +376,10 @@ def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
             try:
                 if not helpers.draw(k, job):
                     local.append(job)
+            except HelperLost as exc:  # this helper is gone: its job and the rest are drawn here
+                _log.warning("%s; its figures are drawn in this process", exc)
+                local.append(job)
+                return
             except BaseException as exc:
                 errors.append(exc)
                 pending.clear()  # a job failed: start no more
