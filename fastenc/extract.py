@@ -49,7 +49,9 @@ Forward pass
     (``detach().clone()``) first. An eval-mode BatchNorm is affine per channel, so the time-mean
     of its output is taken from the time-mean of its input where a hook took that already (its
     input is a stored layer's output, unchanged since): ``mean * scale + shift``, the same values
-    within float32 rounding, without reading the output again. After each batch the pooled outputs are copied into the
+    within float32 rounding, without reading the output again; a layer that returns the very
+    tensor an earlier stored layer returned, unchanged (``Dropout`` in eval mode, ``Identity``),
+    gets that layer's time-mean. After each batch the pooled outputs are copied into the
     ``(165, units)`` float32 arrays, on the CPU. A layer whose output is a tuple or list
     (``nn.MultiheadAttention``, LSTMs) or a dict-like object contributes its *first* tensor. A
     module called more than once per forward pass (a shared activation module) keeps its *last*
@@ -636,6 +638,7 @@ class _Recorder:
         self.calls: Counter = Counter()
         self.seconds = 0.0
         self.derived = 0   # time-means of BatchNorm outputs taken from their input's (see _affine_mean)
+        self.reused = 0    # time-means of outputs that are an earlier stored output, unchanged
         self._means: dict = {}  # id(output) -> (weakref to it, its version, time axis, its time-mean)
 
     def reset(self):
@@ -665,7 +668,12 @@ class _Recorder:
             if tensor is None:
                 raise ValueError(f"layer {name!r} returned {type(output).__name__}, which holds no tensor")
             if inline and tensor.ndim == 3 and tensor.dtype in inline_dtypes:
-                mean = self._affine_mean(module, inputs, tensor, axis) if batchnorm else None
+                seen = means.get(id(tensor))
+                if seen is not None and seen[0]() is tensor and seen[1] == tensor._version and seen[2] == axis:
+                    mean = seen[3]  # the very tensor an earlier hook pooled, unchanged (eval Dropout, Identity)
+                    self.reused += 1
+                else:
+                    mean = self._affine_mean(module, inputs, tensor, axis) if batchnorm else None
                 if mean is None:
                     mean = tensor.detach().mean(dim=axis)     # a new tensor: the copy
                 outputs[name] = mean

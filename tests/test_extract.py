@@ -749,3 +749,51 @@ def test_batchnorm_time_mean_from_its_input_equals_the_direct_mean(demo, monkeyp
     assert used == {"bn1", "bn2"}
     assert sum(ok for _, ok in derived) == 2 * n_batches
     assert {names[id(bn)] for bn, _ in derived} == {"bn1", "bn2", "bn3", "bn4"}
+
+
+class DropoutIdentity(nn.Module):
+    """In eval mode Dropout and Identity return their input tensor itself: its time-mean is reused
+    (drop, ident), unless the tensor changed in place in between (ident2)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv1d(1, 4, 16, stride=8)
+        self.drop = nn.Dropout(0.5)
+        self.ident = nn.Identity()
+        self.ident2 = nn.Identity()
+
+    def forward(self, x, store=None):
+        y = self.ident(self.drop(self.conv(x.unsqueeze(1))))
+        if store is not None:
+            store["conv"] = y.clone()
+        y.mul_(2.0)
+        y = self.ident2(y)
+        if store is not None:
+            store["ident2"] = y.clone()
+        return y
+
+
+def test_outputs_that_are_an_earlier_output_reuse_its_time_mean(demo):
+    layers = ["conv", "drop", "ident", "ident2"]
+    recorders = []
+    init = ex._Recorder.__init__
+
+    def keep(self, *args):
+        init(self, *args)
+        recorders.append(self)
+
+    model = DropoutIdentity()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ex._Recorder, "__init__", keep)
+        res = ex.extract(model, demo, "DropIdent", layers=layers, sample_rate=SR, progress=False, permuted=False)
+    _, stored, _ = _h5(res.paths["trained"])
+    ref: dict = {}
+    model.eval()
+    with torch.no_grad():
+        model(_all_sounds(demo), store=ref)
+    assert np.array_equal(stored["drop"], stored["conv"]) and np.array_equal(stored["ident"], stored["conv"])
+    np.testing.assert_allclose(stored["conv"], ref["conv"].mean(-1).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stored["ident2"], ref["ident2"].mean(-1).numpy(), rtol=1e-5, atol=1e-6)
+    assert np.allclose(stored["ident2"], 2 * stored["conv"], rtol=1e-5, atol=1e-6)  # after the in-place change
+    assert sum(r.reused for r in recorders) == 2 * -(-165 // 8)  # drop and ident, every batch
