@@ -261,3 +261,16 @@ def test_save_figure_formats_and_no_stale_pdf(tmp_path):
     # a run without PDFs removes the earlier run's PDF of the figure it draws (it would be stale)
     assert figure_path(tmp_path, "a", False, drawn) == tmp_path / "a.png" and not (tmp_path / "a.pdf").exists()
     assert drawn == [tmp_path / "a.png"] * 2
+
+
+def test_helpers_get_this_source_tree_on_their_path_but_never_site_packages_first(monkeypatch):
+    import site
+    from pathlib import Path
+
+    import fastenc
+    from fastenc.study.figures import _package_root
+    root = Path(fastenc.__file__).resolve().parents[1]
+    monkeypatch.setattr(site, "getsitepackages", lambda: ["/nonexistent/site-packages"])
+    assert _package_root() == str(root)  # a source tree (or editable install): put first
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(root)])
+    assert _package_root() is None  # installed: a new interpreter finds it; site-packages is not put first

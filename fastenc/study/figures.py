@@ -262,8 +262,9 @@ class FigureHelpers:
         import subprocess
         import sys
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])  # this fastenc, wherever it was imported from
-        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        root = _package_root()
+        if root is not None:  # this fastenc, from a source tree: first on the helper's path
+            env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         proc = subprocess.Popen([sys.executable, "-m", "fastenc.study.figure_worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=env)
         pickle.dump(("path", list(sys.path)), proc.stdin)  # the jobs' functions import as they do here
@@ -334,6 +335,20 @@ def fewer_collections():
         yield
     finally:
         gc.set_threshold(*old)
+
+
+def _package_root() -> str | None:
+    """The folder holding this ``fastenc`` package when that is not a site-packages folder (a
+    source tree, an editable install, a path a script put on ``sys.path``), so that a helper
+    imports the same fastenc; None when it is installed (a new interpreter finds it anyway, and
+    putting site-packages ahead of the standard library on its path could shadow modules)."""
+    import site
+    root = Path(__file__).resolve().parents[2]
+    installed = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+    installed.append(site.getusersitepackages())
+    if any(root == Path(p).resolve() for p in installed if p):
+        return None
+    return str(root)
 
 
 def _cores() -> int:
