@@ -47,18 +47,26 @@ def _new_figure(figsize) -> Figure:
 
 
 def _grid_figure(nrows: int, ncols: int, panel: tuple, left: float, right: float, top: float, bottom: float,
-                 wgap: float, hgap: float, **subplot_kw):
+                 wgap: float, hgap: float, title: str | None = None, title_size: float = 11, **subplot_kw):
     """A figure of ``nrows`` x ``ncols`` panels of ``panel`` = (width, height) inches, with margins
     and gaps between panels in inches: a fixed grid, for figures of many panels, where matplotlib's
-    layout solver would cost as much as drawing them. Returns ``(fig, axes)`` (2-D)."""
+    layout solver would cost as much as drawing them. ``title``: at the top, wrapped to the
+    figure's width (its own line breaks kept); the top margin grows by a line per line. Returns
+    ``(fig, axes)`` (2-D)."""
+    import textwrap
     w, h = panel
     width = left + right + ncols * w + (ncols - 1) * wgap
+    chars = int((width - 0.4) * 121 / title_size)  # about 0.65 em per character
+    lines = [line for para in (title or "").split("\n") for line in textwrap.wrap(para, width=chars)]
+    top += 0.21 * len(lines) * title_size / 11
     height = top + bottom + nrows * h + (nrows - 1) * hgap
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
     fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
                         wspace=wgap / w, hspace=hgap / h)
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=title_size, y=1 - 0.08 / height, va="top")
     return fig, axes
 
 
@@ -67,15 +75,6 @@ def _text_inches(texts, fontsize: float) -> float:
     Sans averages about 0.6 em per character; 0.65 leaves room)."""
     lines = [line for t in texts for line in str(t).split("\n")]
     return max((len(line) for line in lines), default=0) * fontsize * 0.65 / 72
-
-
-def _wrapped_suptitle(fig, title: str, fontsize: float = 11) -> int:
-    """``title`` wrapped to the figure's width, at the top; returns its number of lines."""
-    import textwrap
-    width = fig.get_figwidth()
-    lines = textwrap.wrap(title, width=max(20, int((width - 0.4) * 72 / (fontsize * 0.6))))
-    fig.suptitle("\n".join(lines), fontsize=fontsize, y=1 - 0.06 / fig.get_figheight(), va="top")
-    return len(lines)
 
 
 def _default_save_style() -> bool:
@@ -621,8 +620,10 @@ def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary"
     cmap = colormaps["tab20" if len(models) > 10 else "tab10"]
     colors = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
     legend_w = 0.75 + _text_inches([_name(m, display_names) for m in models], 8)
-    fig, axes = _grid_figure(len(rows), len(present), (2.9, 2.3), left=0.75, right=legend_w + 0.15, top=0.95,
-                             bottom=0.55, wgap=0.25, hgap=0.45, sharey=True, sharex=True)
+    fig, axes = _grid_figure(len(rows), len(present), (2.9, 2.3), left=0.75, right=legend_w + 0.15, top=0.45,
+                             bottom=0.55, wgap=0.25, hgap=0.45, sharey=True, sharex=True,
+                             title=f"{title}\n(mean over participants of the median over the ROI's voxels "
+                                   "± within-subject SEM)")
     top = 0.0
     for i, rn in enumerate(rows):
         for j, roi in enumerate(present):
@@ -645,10 +646,9 @@ def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary"
         axes[i, 0].set_ylabel(R2C_LABEL, fontsize=9)
     axes[0, 0].set_ylim(0, top * 1.1 + 0.02)
     handles, labels = axes[0, 0].get_legend_handles_labels()
+    top_in = (1 - fig.subplotpars.top) * fig.get_figheight()
     fig.legend(handles, labels, loc="upper left", fontsize=8, frameon=False,
-               bbox_to_anchor=(1 - (legend_w + 0.05) / fig.get_figwidth(), 1 - 0.95 / fig.get_figheight()))
-    fig.suptitle(f"{title}\n(mean over participants of the median over the ROI's voxels ± within-subject SEM)",
-                 fontsize=11, y=1 - 0.06 / fig.get_figheight(), va="top")
+               bbox_to_anchor=(1 - (legend_w + 0.05) / fig.get_figwidth(), 1 - top_in / fig.get_figheight()))
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -704,9 +704,8 @@ def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None
     group = "comparison" if "comparison" in table else None
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)
-    title_lines = 1 + len(title) * 11 * 0.6 / 72 // (3.6 * ncols) if title else 0
-    fig, axes = _grid_figure(nrows, ncols, (2.9, 2.9), left=0.65, right=0.3, top=0.55 + 0.22 * title_lines,
-                             bottom=0.5, wgap=0.75, hgap=0.95)
+    fig, axes = _grid_figure(nrows, ncols, (2.9, 2.9), left=0.65, right=0.3, top=0.55, bottom=0.5, wgap=0.75,
+                             hgap=0.95, title=title)
     axes = axes.ravel()
     for ax, p in zip(axes, panels):
         d = table[table["panel"] == p]
@@ -734,8 +733,6 @@ def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None
         ax.spines[["top", "right"]].set_visible(False)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    if title:
-        _wrapped_suptitle(fig, title)
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -875,18 +872,8 @@ def plot_component_predictions(table: pd.DataFrame, versions: Sequence[tuple] | 
     comps = list(dict.fromkeys(d["component"])) if components is None else list(components)
     nrows, ncols = len(versions), len(comps)
     # square panels of side `ax` inches on a fixed grid: gaps for tick labels between them
-    import textwrap
-    ax_in, gap_w, gap_h = 1.7, 0.45, 0.4
-    left, right, bottom = 0.8, 0.15, 0.95
-    w = left + right + ncols * ax_in + (ncols - 1) * gap_w
-    lines = textwrap.wrap(title, width=int(11 * (w - 0.4))) if title else []
-    top = 0.4 + 0.21 * len(lines)
-    h = top + bottom + nrows * ax_in + (nrows - 1) * gap_h
-    fig = Figure(figsize=(w, h))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
-                        wspace=gap_w / ax_in, hspace=gap_h / ax_in)
+    fig, axes = _grid_figure(nrows, ncols, (1.7, 1.7), left=0.8, right=0.15, top=0.4, bottom=0.95, wgap=0.45,
+                             hgap=0.4, title=title)
     cats = [c for c in CATEGORY_COLORS if (d["category"] == c).any()]
     cats += [c for c in dict.fromkeys(d["category"]) if c not in CATEGORY_COLORS]
     for i, (m, rn) in enumerate(versions):
@@ -926,8 +913,6 @@ def plot_component_predictions(table: pd.DataFrame, versions: Sequence[tuple] | 
     fig.legend([Patch(color=CATEGORY_COLORS.get(c, "black")) for c in cats],
                [CATEGORY_LABELS.get(c, c) for c in cats], loc="lower center", ncols=min(6, len(cats)),
                fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 0.0), handlelength=1.0, columnspacing=1.2)
-    if lines:
-        fig.suptitle("\n".join(lines), fontsize=11, y=1 - 0.08 / h, va="top")
     if path is not None:
         save_figure(fig, path)
     return fig
