@@ -5,7 +5,8 @@ A script, not a pytest suite:
 
     python bench/bench_figures.py [--repeat 3] [--tree PATH] [--serial]
 
-Each repeat runs ``cli.py run-all --quiet`` on the demo into a fresh output folder twice, in turn:
+Each repeat runs ``cli.py run-all --quiet`` on the demo into a fresh output folder twice, in turn
+(the order alternates between repeats, so that a machine slowing down or speeding up cancels out):
 with every figure ("all"), and with only the figures the study drew before issue #10's new
 outputs ("older": across-model bars, across-layer curves, ROI best-layer scatters, component
 bars, RSA bars and ROI matrices; the switch is made here, by filtering the figure jobs of
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="fastenc-bench-figures-") as tmp:
         for i in range(args.repeat):
-            for mode in ("all", "older"):
+            for mode in (("all", "older") if i % 2 == 0 else ("older", "all")):  # drift cancels in pairs
                 row = {"repeat": i, **run_once(args.tree.resolve(), mode, args.serial, Path(tmp))}
                 rows.append(row)
                 print(json.dumps(row), flush=True)

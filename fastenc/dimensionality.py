@@ -201,33 +201,41 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
     from matplotlib import colormaps
     from scipy import stats
 
-    from .figures import _new_figure, save_figure
+    from .figures import _grid_figure, _legend_columns, _text_inches, _wrap, save_figure
 
     df = table.dropna(subset=[x, y])
     models = list(pd.unique(df[model]))
     if colors is None:
         cmap = colormaps["tab20" if len(models) > 10 else "tab10"]
         colors = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
-    fig = _new_figure((7.6, 5.2))
-    ax = fig.subplots()
-    for m in models:
-        d = df[df[model] == m]
-        ax.scatter(d[x], d[y], s=36, color=colors.get(m, "grey"), label=str(m), edgecolors="white", linewidths=0.4)
     stat = None
     if len(df) >= 3 and df[x].nunique() > 1 and df[y].nunique() > 1:
         r, pval = stats.pearsonr(df[x].to_numpy(float), df[y].to_numpy(float))
-        stat = f"$R^2$ = {r * r:.3f} (r = {r:.3f}, p = {pval:.2g}, n = {len(df)} layers)"
+        stat = f"R² = {r * r:.3f} (r = {r:.3f}, p = {pval:.2g}, n = {len(df)} layers)"
+    # a fixed layout (the layout solver costs about a fifth of this figure): the heading wrapped
+    # to the panel's width, the legend to its right
+    w, h = 5.4, 4.0
+    heading = [line for t in (title, stat) for line in _wrap(t, w, 10)]
+    ylines, xlines = (len(str(label).split("\n")) for label in (ylabel, xlabel))
+    ncol = _legend_columns(len(models), h + 0.2 + 0.2 * xlines, 8)
+    legend_w = ncol * (0.45 + _text_inches([str(m) for m in models], 8))
+    fig, axes = _grid_figure(1, 1, (w, h), left=0.7 + 0.2 * ylines, right=legend_w + 0.2,
+                             top=0.15 + 0.2 * len(heading), bottom=0.4 + 0.2 * xlines, wgap=0.0, hgap=0.0)
+    ax = axes[0, 0]
+    for m in models:
+        d = df[df[model] == m]
+        ax.scatter(d[x], d[y], s=36, color=colors.get(m, "grey"), label=str(m), edgecolors="white", linewidths=0.4)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False,
-               ncol=1 if len(models) <= 18 else 2)
-    heading = "\n".join(t for t in (title, stat) if t)
+    box = ax.get_position()
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper left", fontsize=8, frameon=False, ncol=ncol,
+               bbox_to_anchor=(box.x1 + 0.15 / fig.get_figwidth(), box.y1), borderaxespad=0)
     if heading:
-        ax.set_title(heading, fontsize=10)
+        ax.set_title("\n".join(heading), fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig

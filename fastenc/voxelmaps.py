@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import argmax_random_ties
-from .figures import _new_figure, save_figure
+from .figures import _grid_figure, _new_figure, _rotated_extent, _text_inches, save_figure
 
 __all__ = ["voxel_best_layer", "average_subject_surface", "average_model_surface",
            "study_plot_values", "colour_scale_limit", "study_surface_folder", "export_surface_mat",
@@ -594,9 +594,10 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         ax.set_aspect("equal", adjustable="box")
         side = {"lh": "Left hemisphere", "rh": "Right hemisphere"}.get(h, h)
         ax.set_title(f"{title}\n{side}" if (title and own is False) else side, fontsize=10 if own is False else 11)
-        # as the study's flat maps: no axes, a scale bar (ticks are most of a panel's drawing time)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        # as the study's flat maps: no axes, a scale bar (ticks are most of a panel's drawing time;
+        # hidden axis objects are not even laid out)
+        ax.xaxis.set_visible(False)
+        ax.yaxis.set_visible(False)
         if m.any():
             _scale_bar(ax)
         ax.set_facecolor("#f2f2f2")
@@ -670,12 +671,26 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
     n = len(items)
     nc = min(ncols, n)
     nr = int(np.ceil(n / nc))
-    fig = _new_figure((4.2 * nc, 3.6 * nr + 0.4))
-    axes = fig.subplots(nr, nc, squeeze=False).ravel()
+    names_of = {model: list(layer_names[model] if isinstance(layer_names, Mapping) else layer_names)
+                for model, _ in items}
+    counts_of = {model: layer_histogram(t, len(names_of[model])) for model, t in items}
+    titles = {model: f"{model} (n = {int(c.sum())} voxels)" if model else f"n = {int(c.sum())} voxels"
+              for model, c in counts_of.items()}
+    # a fixed grid (matplotlib's layout solver costs a third of such a figure): room for the
+    # rotated layer names under each panel, and for the first one's overhang to its left
+    w, h = max(3.3, _text_inches(titles.values(), 10) + 0.1), 2.4
+    lab_w, lab_h = _rotated_extent([n for v in names_of.values() for n in v], 8)
+    fewest = min(len(v) for v in names_of.values())
+    overhang = lab_w - w * 0.6 / (fewest + 0.2)  # left of the first tick, which sits 0.6 in from the edge
+    side = max(0.85, overhang + 0.15)
+    under = 0.12 + lab_h + 0.35               # ticks, names, the axis label
+    fig, axes = _grid_figure(nr, nc, (w, h), left=side, right=0.2, top=0.35, bottom=under, wgap=side,
+                             hgap=under + 0.35, title=title, title_size=12)
+    axes = axes.ravel()
     for ax, (model, t) in zip(axes, items):
-        names = layer_names[model] if isinstance(layer_names, Mapping) else layer_names
+        names = names_of[model]
         L = len(names)
-        counts = layer_histogram(t, L)
+        counts = counts_of[model]
         ax.bar(np.arange(1, L + 1), counts, color=_layer_colours(L), width=0.85)
         ax.set_xticks(np.arange(1, L + 1))
         ax.set_xticklabels([str(s) for s in names], rotation=60, ha="right", fontsize=8)
@@ -683,13 +698,10 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
         ax.set_xlabel("Preferred layer")
         ax.set_ylabel("Voxel count")
         ax.locator_params(axis="y", nbins=5)
-        ax.set_title(f"{model} (n = {int(counts.sum())} voxels)" if model else f"n = {int(counts.sum())} voxels",
-                     fontsize=10)
+        ax.set_title(titles[model], fontsize=10)
         ax.spines[["top", "right"]].set_visible(False)
     for ax in axes[n:]:
         ax.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=12)
     if path is not None:
         save_figure(fig, path)
     return fig

@@ -263,6 +263,23 @@ def test_save_figure_formats_and_no_stale_pdf(tmp_path):
     assert drawn == [tmp_path / "a.png"] * 2
 
 
+def test_saved_png_has_the_pixels_of_matplotlibs_savefig(tmp_path):
+    """save_figure writes its own PNG (RGB when opaque, zlib level 3): the image matplotlib's
+    savefig writes, pixel for pixel; a figure with transparent parts keeps its alpha channel."""
+    from PIL import Image
+    for alpha in (1.0, 0.0):
+        fig, axes = figures._grid_figure(1, 1, (1.8, 1.2), left=0.4, right=0.2, top=0.3, bottom=0.3, wgap=0, hgap=0)
+        fig.patch.set_alpha(alpha)
+        ax = axes[0, 0]
+        ax.scatter([0, 1, 2], [1, 0, 2], c=[0.1, 0.5, 0.9])
+        ax.set_title("R² ≥ 0")
+        figures.save_figure(fig, tmp_path / "ours.png")
+        fig.savefig(tmp_path / "theirs.png", dpi=150)
+        ours, theirs = Image.open(tmp_path / "ours.png"), Image.open(tmp_path / "theirs.png")
+        assert ours.mode == ("RGB" if alpha == 1.0 else "RGBA") and np.allclose(ours.info["dpi"], 150, atol=0.1)
+        assert np.array_equal(np.asarray(ours.convert("RGBA")), np.asarray(theirs.convert("RGBA")))
+
+
 def test_helpers_get_this_source_tree_on_their_path_but_never_site_packages_first(monkeypatch):
     import site
     from pathlib import Path
@@ -274,3 +291,37 @@ def test_helpers_get_this_source_tree_on_their_path_but_never_site_packages_firs
     assert _package_root() == str(root)  # a source tree (or editable install): put first
     monkeypatch.setattr(site, "getsitepackages", lambda: [str(root)])
     assert _package_root() is None  # installed: a new interpreter finds it; site-packages is not put first
+
+
+def _spare_inches(fig):
+    """Room left between everything drawn and the figure's edges (left, bottom, right, top), in
+    inches: negative where something is cut off."""
+    fig.canvas.draw()
+    bb = fig.get_tightbbox(fig.canvas.get_renderer())
+    w, h = fig.get_size_inches()
+    return bb.x0, bb.y0, w - bb.x1, h - bb.y1
+
+
+def test_fixed_grid_figures_keep_long_names_and_large_legends_inside():
+    """The figures drawn on a fixed grid (no layout solver) size their margins from their texts:
+    long layer and model names, two-line axis labels and legends of 40 entries stay inside."""
+    from fastenc import dimensionality, voxelmaps
+    rng = np.random.default_rng(0)
+    models = [f"Model{k}-with-a-long-display-name"[: 12 + k] for k in range(20)]
+    names = [f"encoder.layers.{i}.fc2" for i in range(24)]
+    hist = voxelmaps.plot_layer_histogram({f"{m}-trained": pd.DataFrame({"pos": rng.integers(1, 25, 300)})
+                                           for m in models[-5:]}, names, title="preferred layer")
+    rsa = figures.plot_rsa_per_roi(pd.DataFrame(
+        [dict(roi=roi, source_model=m, randnetw=rn, rsa_mean=rng.uniform(0, 0.4), rsa_yerr=0.02,
+              noise_ceiling=0.3, noise_ceiling_yerr=0.02)
+         for roi in ("Primary", "Lateral") for m in models for rn in (False, True)]))
+    two_lines = "B2021: median noise-corrected R²\n(mean over participants)"
+    dims = dimensionality.plot_dimensionality_vs_score(
+        pd.DataFrame({"model": np.repeat(models, 3), "ed": rng.uniform(1, 50, 60), "score": rng.uniform(0, 0.5, 60)}),
+        title="NH2015: effective dimensionality vs prediction, every layer (trained networks)", ylabel=two_lines)
+    layers = figures.plot_layer_scatters(pd.DataFrame(
+        {"source_model": np.repeat(models, 4), "randnetw": np.tile([False, False, True, True], 20),
+         "layer_pos": np.tile([1, 2, 1, 2], 20), "a": rng.uniform(0, 0.6, 80), "b": rng.uniform(0, 0.6, 80)}),
+        "a", "b", xlabel=two_lines, ylabel=two_lines, title="each layer's score on NH2015 vs B2021")
+    for fig in (hist, rsa, dims, layers):
+        assert min(_spare_inches(fig)) > -0.02, fig.texts[0].get_text() if fig.texts else fig

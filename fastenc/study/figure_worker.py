@@ -43,6 +43,7 @@ def _reply_error(exc: BaseException) -> tuple:
 
 def serve(inp, out) -> None:
     """Draw the jobs read from ``inp`` until it closes; one reply per job on ``out``."""
+    from .figures import _draw
     while True:
         try:
             kind, payload = pickle.load(inp)
@@ -59,7 +60,7 @@ def serve(inp, out) -> None:
             reply = ("undrawable", f"{type(exc).__name__}: {exc}")
         else:
             try:
-                fn(*args, **kwargs)  # saves the figure; the Figure itself is not sent back
+                _draw(fn, args, kwargs)
                 reply = ("ok", None)
             except Exception as exc:
                 reply = _reply_error(exc)

@@ -216,7 +216,7 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         if figures:
             say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
             results.figures = draw_figures(results, plan.registry, pdf=pdf, helpers=helpers)
-            helpers.close()
+            helpers.close(wait=False)  # their exit (a few tenths of a second) need not hold up the report
         if dplans:
             _add_datasets(results, dplans, store, executor, log, progress, figures, pdf)
         results.elapsed_s = time.perf_counter() - t0
