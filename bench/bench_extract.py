@@ -43,6 +43,10 @@ of the comparison and printed on its own.
   checks, h5 writing, the manifest and the setup (registry, sound paths, the layer probe), with
   no credit for reading in parallel (the time extract waits for the sounds is taken out, the
   minimal script's reading too). This is the "hooks and writing add under 10 %" figure;
+* the floor: the minimal script's forward passes with the least a script that keeps the same
+  layers must add (a plain forward hook per layer that keeps the time-mean of a 3-D output, a copy
+  of any other; nothing checked, moved to numpy or written): what pooling these layers costs any
+  extraction, and what extract without reading adds to that;
 * the same as the first in CPU time of the process (``time.process_time``, all threads), which
   a shared machine disturbs less and in which reading on other threads saves nothing;
 * fastenc's own work, timed inside the best extract call: inside the hooks + collect/check +
@@ -166,6 +170,25 @@ def minimal_forward(model, audio) -> None:
             model(torch.from_numpy(audio[start:start + BATCH]))
 
 
+def hooked_forward(model, audio, layers) -> None:
+    """The minimal script plus the least a script that keeps the layers needs: a forward hook on
+    each of ``layers`` (module names; None: every leaf module) that keeps the time-mean of a
+    (batch, channels, time) output, a copy of any other; nothing checked, written or moved to numpy."""
+    modules = dict(model.named_modules())
+    chosen = [m for m in model.modules() if not list(m.children())] if layers is None else [modules[n] for n in layers]
+    kept = []
+
+    def keep(module, inputs, output):
+        kept.append(output.detach().mean(dim=-1) if output.ndim == 3 else output.detach().clone())
+
+    handles = [m.register_forward_hook(keep) for m in chosen]
+    try:
+        minimal_forward(model, audio)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def minimal_script(model, permuted, paths) -> dict:
     """Wall and CPU seconds of the minimal script: read the sounds, run the two models."""
     w0, c0 = time.perf_counter(), time.process_time()
@@ -191,6 +214,10 @@ def run_case(root, case: str) -> dict:
     best, ext_cpu = None, np.inf
     for _ in range(ROUNDS):                                   # alternate, keep the best of each
         m = minimal_script(model, permuted, paths)
+        w0 = time.perf_counter()
+        hooked_forward(model, audio, layers)
+        hooked_forward(permuted, audio, layers)
+        m["hooked_forward"] = time.perf_counter() - w0
         for key, value in m.items():
             mini[key] = min(mini.get(key, np.inf), value)
         c0 = time.process_time()
@@ -211,6 +238,9 @@ def run_case(root, case: str) -> dict:
     row["overhead"] = (total - mini["wall"]) / mini["wall"]
     row["overhead_without_read"] = (total - t["read_audio"] - mini["forward"]) / mini["forward"]
     row["overhead_cpu"] = (ext_cpu - mini["cpu"]) / mini["cpu"]
+    row["hooked_forward"] = mini["hooked_forward"]
+    row["pooling_floor"] = (mini["hooked_forward"] - mini["forward"]) / mini["forward"]
+    row["overhead_over_hooked"] = (total - t["read_audio"] - mini["hooked_forward"]) / mini["hooked_forward"]
     row["own_work"] = row["hooks"] + row["collect"] + row["write"] + row["setup"]
     row["own_work_share"] = row["own_work"] / mini["forward"]
     SUMMARY[case] = row
@@ -244,6 +274,9 @@ def print_summary():
               f"-> overhead {100 * d['overhead']:+5.1f} %")
         print(f"          without reading: extract {d['extract'] - d['read_wait']:5.2f} s vs forward "
               f"{d['minimal_forward']:5.2f} s -> overhead {100 * d['overhead_without_read']:+5.1f} %")
+        print(f"          the floor: plain hooks keeping the same time-means add {100 * d['pooling_floor']:+5.1f} % "
+              f"to the forward passes ({d['hooked_forward']:.2f} s); extract without reading adds "
+              f"{100 * d['overhead_over_hooked']:+5.1f} % to that")
         print(f"    CPU:  extract {d['extract_cpu']:5.2f} s vs minimal script {d['minimal_cpu']:5.2f} s "
               f"-> overhead {100 * d['overhead_cpu']:+5.1f} %")
         print(f"    own work (inside extract): hooks + collect + write + setup = {d['own_work']:.3f} s "
