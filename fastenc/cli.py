@@ -166,8 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     p_all.add_argument("--export-surface-mat", action="store_true",
                        help="also write the study's .mat files of the voxel maps (vals, x_ras, y_ras) per "
                             "participant x hemisphere under OUT/surface-mat/, for FreeSurfer")
-    p_reg = sub.add_parser("regress", help="only the regression stage (resumable units)")
+    p_reg = sub.add_parser("regress", help="only the regression stage (resumable units; run-all reuses them)")
     _common(p_reg)
+    p_reg.add_argument("--dataset", type=Path, action="append", default=None, metavar="MANIFEST",
+                       help="a dataset manifest whose models' units are computed too (repeatable); with "
+                            "--dataset alone (no --data-dir, no --targets) only the datasets' units")
     p_models = sub.add_parser("models", help="list the models (trained / permuted present) and model sets "
                                              "found in a data directory")
     p_models.add_argument("--data-dir", type=Path, default=None, help=_DATA_DIR_HELP)
@@ -212,13 +215,16 @@ def main(argv=None) -> int:
         client, cluster = _client(args)
         try:
             if args.command == "regress":
-                data_dir = _data_dir(args)
+                only_datasets = args.dataset and args.data_dir is None and args.targets is None
+                data_dir = None if only_datasets else _data_dir(args)
                 from .registry import load_registry
                 df = study.run_regression(data_dir, args.out, models=args.models, targets=args.targets,
                                              n_threads=args.threads, overwrite=args.overwrite,
                                              progress=not args.quiet, client=client,
-                                             registry=load_registry(data_dir, manifest=args.manifest),
-                                             nan_policy=args.nan_policy)
+                                             registry=None if only_datasets else load_registry(
+                                                 data_dir, manifest=args.manifest),
+                                             nan_policy=args.nan_policy, datasets=args.dataset,
+                                             manifest=args.manifest)
                 print(df.groupby(["target", "status"]).size().to_string())
                 return 0
             results = study.run_all(args.data_dir, args.out, models=args.models, targets=args.targets,

@@ -332,3 +332,23 @@ def test_study_and_dataset_in_one_run(small, tmp_path):
     assert (tmp_path / "out" / "across-models_NH2015.csv").is_file()
     assert (tmp_path / "out" / "dataset-vision_across-models.csv").is_file()
     assert "across-models_NH2015" in res.tables and "dataset-vision_layers" in res.tables
+
+
+def test_cli_regress_dataset_units_are_reused_by_run_all(small, tmp_path, monkeypatch, capsys):
+    """`regress --dataset` computes a dataset's units only (no study, no demo); run-all then reuses
+    every one of them, and `regress` with the study and a dataset computes both."""
+    from fastenc.cli import main
+    from fastenc.datasets import make_demo
+    monkeypatch.setenv("FASTENC_CACHE", str(tmp_path / "cache"))
+    small.write_text(small.read_text().replace('name = "vision"', 'name = "vision"\nmodels = ["PlantNet"]'))
+    out = tmp_path / "out"
+    assert main(["regress", "--dataset", str(small), "--out", str(out), "--quiet"]) == 0
+    assert not (tmp_path / "cache").exists()  # the demo was not built
+    printed = capsys.readouterr().out
+    assert "dataset-vision" in printed and "done" in printed and "NH2015" not in printed
+    res = fastenc.run_all(datasets=[small], out=out, progress=False, figures=False)
+    units = res.regression_units
+    assert len(units) == 2 * len(LAYERS) and set(units["status"]) == {"skipped"}
+    both = fastenc.study.run_regression(make_demo(tmp_path / "demo"), tmp_path / "out2", models=["spectemp"],
+                                        targets=["NH2015"], progress=False, datasets=[small])
+    assert set(both["target"]) == {"NH2015", "dataset-vision"} and set(both["status"]) == {"done"}

@@ -29,7 +29,7 @@ from .consistency import run_consistency_stage, run_seed_stage
 from .dimensionality import run_dimensionality_stage
 from .store import RecomputeLog, StudyStore
 from .voxels import run_voxel_stage
-from .datasets import dataset_provenance, plan_datasets, run_dataset_stage
+from .datasets import dataset_provenance, plan_datasets, run_dataset_regression, run_dataset_stage
 
 __all__ = ["run_all", "run_regression", "kernels_cached"]
 
@@ -51,23 +51,52 @@ def _regression(plan: StudyPlan, store, executor, log) -> pd.DataFrame:
 
 
 def run_regression(data_dir, out, models=None, targets=None, n_threads=None, overwrite=False,
-                   progress=True, client=None, registry=None, alphas=None, log=None, nan_policy="raise"):
-    """Regression stage over all (target, model, version, layer) units.
+                   progress=True, client=None, registry=None, alphas=None, log=None, nan_policy="raise",
+                   datasets=None, manifest=None):
+    """Regression stage over all (target, model, version, layer) units: the units
+    :func:`run_all` computes first and reuses (e.g. run this on a cluster, then ``run_all``).
+
+    ``datasets``: dataset manifests (:mod:`fastenc.dataset`) whose model units are computed too,
+    as :func:`run_all` does; with ``datasets`` and neither ``data_dir`` nor ``targets``, only the
+    datasets' units (no study; ``models`` then selects the models of a manifest without a
+    ``models`` key). ``data_dir`` None otherwise means the demo. ``manifest``: extra model
+    manifest (JSON) merged over the shipped registry, for the study (unless ``registry`` is
+    given) and the datasets.
 
     Returns a DataFrame, one row per unit: ``target, model, randnetw, layer, status, reason``
-    (status ``skipped`` (reused), ``done`` or ``recomputed`` (finished from other inputs; the
-    reason says which changed)). Recomputed units are logged to ``log`` (a
-    :class:`fastenc.study.store.RecomputeLog`; default: a new one whose summary is printed to
-    stderr at the end, one line when ``progress`` is False).
+    (``target`` is ``dataset-<name>`` for a dataset's units; status ``skipped`` (reused),
+    ``done`` or ``recomputed`` (finished from other inputs; the reason says which changed)).
+    Recomputed units are logged to ``log`` (a :class:`fastenc.study.store.RecomputeLog`;
+    default: a new one whose summary is printed to stderr at the end, one line when
+    ``progress`` is False).
     """
+    if datasets is not None and (isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "stimulus_ids")):
+        datasets = [datasets]
+    only_datasets = bool(datasets) and data_dir is None and targets is None
+    Path(out).mkdir(parents=True, exist_ok=True)
     own_log = log is None
     log = RecomputeLog(out) if own_log else log
-    plan = build_plan(data_dir, out, models=models, targets=targets, registry=registry, alphas=alphas,
-                      nan_policy=nan_policy, n_threads=n_threads, overwrite=overwrite, progress=progress)
-    df = _regression(plan, StudyStore(plan.out), make_executor(client, n_threads), log)
+    executor = make_executor(client, n_threads)
+    frames = []
+    if not only_datasets:
+        if data_dir is None:
+            from ..datasets import make_demo
+            data_dir = make_demo(default_demo_dir())
+        plan = build_plan(data_dir, out, models=models, targets=targets, registry=registry, manifest=manifest,
+                          alphas=alphas, nan_policy=nan_policy, n_threads=n_threads, overwrite=overwrite,
+                          progress=progress)
+        frames.append(_regression(plan, StudyStore(plan.out), executor, log))
+    if datasets:
+        plans = plan_datasets(datasets, out, models=models if only_datasets else None, manifest=manifest,
+                              alphas=alphas, n_threads=n_threads, overwrite=overwrite, progress=progress)
+        store = StudyStore(plans[0].out)
+        for dplan in plans:
+            bar = Progress(sum(len(dplan.layers(m)) for m, _ in dplan.work), f"{dplan.name[:10]:<10}",
+                           enabled=progress)
+            frames.append(run_dataset_regression(dplan, store, executor, log, progress=bar))
     if own_log:
         log.summary(verbose=progress)
-    return df
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def _write_report(results, plan, t0, dataset_plans=()) -> Path:
