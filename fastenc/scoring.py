@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._core.stats import split_scores, train_reliability
+from ._core.correlation import split_scores, train_reliability
 from ._threads import thread_limits
 from ._validation import as_numeric_2d, check_finite, train_masks
 from .constants import N_TEST, N_TRAIN, RV_FLOOR, RV_HAT_FLOOR

@@ -131,7 +131,7 @@ def test_strong_signal_matches_brute_force(p, gain):
 def test_correlation_and_spearman_brown_kernels_match_scipy():
     from scipy import stats
 
-    from fastenc._core.stats import corrected_reliability, pearson_rows, spearman_brown
+    from fastenc._core.correlation import corrected_reliability, pearson_rows, spearman_brown
     rng = np.random.default_rng(8)
     A, B = rng.standard_normal((5, 40)), rng.standard_normal((5, 40))
     B[3] = 1.0  # constant row -> NaN
