@@ -170,10 +170,10 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
                                  xlabel: str = "Effective dimensionality",
                                  ylabel: str = "Median noise-corrected R²",
                                  title: str | None = None, log_x: bool = False, path=None):
-    """Scatter of layer score against layer ED, one colour per model, R² of the fit in a corner.
+    """Scatter of layer score against layer ED, one colour per model, R² of the fit in the title.
 
     As the study's ``layerwise_scatter_dim_neural``: every layer of every model is a point; the
-    Pearson r over all points is reported as R² (and p) in the lower right corner.
+    Pearson r over all points is reported as R² (with r, p and n) under the title.
 
     Parameters
     ----------
