@@ -116,9 +116,18 @@ PNG_COMPRESS_LEVEL = 3
 def _write_png(path: Path, rgba: np.ndarray, dpi: int) -> None:
     """Write the canvas pixels ``rgba`` (rows top to bottom) as a PNG: RGB when every pixel is
     opaque (the same image; a fourth channel of 255s only costs encoding time and bytes)."""
+    import sys
+
     import matplotlib as mpl
     from PIL import Image, PngImagePlugin
-    image = Image.fromarray(np.ascontiguousarray(rgba[..., :3]) if (rgba[..., 3] == 255).all() else rgba)
+    rgba = np.ascontiguousarray(rgba, dtype=np.uint8)  # the canvas buffer already is: no copy
+    if sys.byteorder == "little":  # a pixel's bytes R, G, B, A read as one integer: A is the top byte
+        opaque = bool((rgba.view(np.uint32) >= np.uint32(0xFF000000)).all())
+    else:
+        opaque = bool((rgba[..., 3] == 255).all())
+    image = Image.fromarray(rgba)
+    if opaque:
+        image = image.convert("RGB")  # in C; several times faster than numpy's copy of 3 of 4 bytes
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", f"Matplotlib version{mpl.__version__}, https://matplotlib.org/")
     image.save(path, format="png", compress_level=PNG_COMPRESS_LEVEL, dpi=(dpi, dpi), pnginfo=info)

@@ -183,11 +183,16 @@ class _Jobs:
         return queue
 
 
-#: Matplotlib settings while run-all draws its figures. ``axes.titley`` = 1.0 puts each panel's
-#: title at the top of its axes; the default (None) first measures every tick label of the axes
-#: to move the title above anything drawn on top of them (top x ticks, a y offset text). No
-#: figure here draws there: the demo's PNGs are pixel-identical, drawn in about 8 % less time.
-FIGURE_RC = {"axes.titley": 1.0}
+#: Matplotlib settings while run-all draws its figures:
+#:
+#: - ``axes.titley`` = 1.0 puts each panel's title at the top of its axes; the default (None)
+#:   first measures every tick label of the axes to move the title above anything drawn on top of
+#:   them (top x ticks, a y offset text). No figure here draws there: the demo's PNGs are
+#:   pixel-identical, drawn in about 8 % less time.
+#: - ``text.hinting`` = "none": glyphs rasterised as drawn, without FreeType's auto-hinter (the
+#:   default, "force_autohint", snaps their outlines to the pixel grid). Text looks the same at
+#:   150 dpi (a glyph's edges are a little softer); the figures are drawn in about 15 % less time.
+FIGURE_RC = {"axes.titley": 1.0, "text.hinting": "none"}
 
 
 def _draw(fn, args, kwargs) -> None:
