@@ -809,7 +809,7 @@ def plot_layer_scatters(layers: pd.DataFrame, x: str, y: str, display_names: Map
     legend = {}
     for rn in versions:
         for m, gm in d[d["randnetw"].astype(bool) == rn].groupby("source_model", sort=False):
-            r, _, n = _an.correlation_across(gm[x].to_numpy(float), gm[y].to_numpy(float))
+            r, _, _ = _an.correlation_across(gm[x].to_numpy(float), gm[y].to_numpy(float))
             name = f"{_name(m, display_names)}{' (permuted)' if rn else ''}"
             legend[rn, m] = f"{name}: r = {r:.2f}" if np.isfinite(r) else name
     # a fixed grid (the layout solver costs about a quarter of this figure), the legend to the right

@@ -253,6 +253,12 @@ def dataset_task(item, shared: DatasetShared, ctx):
     return regress_dataset_model(shared, model, randnetw, n_threads=ctx.n_threads, on_unit=on_unit)
 
 
+def regression_progress(plan: DatasetPlan, enabled: bool = True):
+    """The progress bar of a dataset's regression units (one step per model version x layer)."""
+    from ..progress import Progress
+    return Progress(sum(len(plan.layers(m)) for m, _ in plan.work), f"{plan.name[:10]:<10}", enabled=enabled)
+
+
 def run_dataset_regression(plan: DatasetPlan, store: StudyStore, executor, log: RecomputeLog,
                            progress=None) -> pd.DataFrame:
     """Every (model version, layer) unit of ``plan``; one row per unit (``target`` is the
@@ -519,12 +525,10 @@ def run_dataset_stage(plans, store: StudyStore, executor, log: RecomputeLog, pro
     """Score, summarise and draw every planned dataset (:func:`plan_datasets`). Returns
     ``{name: DatasetTables}``; each one's ``units`` lists its regression units and ``figures``
     its PNGs; ``figures/SKIPPED.txt`` says that RSA is not run for datasets."""
-    from ..progress import Progress, say
+    from ..progress import say
     results = {}
     for plan in plans:
-        total = sum(len(plan.layers(m)) for m, _ in plan.work)
-        bar = Progress(total, f"{plan.name[:10]:<10}", enabled=progress)
-        units = run_dataset_regression(plan, store, executor, log, progress=bar)
+        units = run_dataset_regression(plan, store, executor, log, progress=regression_progress(plan, progress))
         tabs = run_dataset_analysis(plan, store)
         tabs.units = units
         if figures:

@@ -29,7 +29,8 @@ from .consistency import run_consistency_stage, run_seed_stage
 from .dimensionality import run_dimensionality_stage
 from .store import RecomputeLog, StudyStore
 from .voxels import run_voxel_stage
-from .datasets import dataset_provenance, plan_datasets, run_dataset_regression, run_dataset_stage
+from .datasets import (dataset_provenance, plan_datasets, regression_progress, run_dataset_regression,
+                       run_dataset_stage)
 
 __all__ = ["run_all", "run_regression", "kernels_cached"]
 
@@ -91,9 +92,8 @@ def run_regression(data_dir, out, models=None, targets=None, n_threads=None, ove
                               alphas=alphas, n_threads=n_threads, overwrite=overwrite, progress=progress)
         store = StudyStore(plans[0].out)
         for dplan in plans:
-            bar = Progress(sum(len(dplan.layers(m)) for m, _ in dplan.work), f"{dplan.name[:10]:<10}",
-                           enabled=progress)
-            frames.append(run_dataset_regression(dplan, store, executor, log, progress=bar))
+            frames.append(run_dataset_regression(dplan, store, executor, log,
+                                                 progress=regression_progress(dplan, progress)))
     if own_log:
         log.summary(verbose=progress)
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
