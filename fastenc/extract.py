@@ -668,12 +668,11 @@ class _Recorder:
             if tensor is None:
                 raise ValueError(f"layer {name!r} returned {type(output).__name__}, which holds no tensor")
             if inline and tensor.ndim == 3 and tensor.dtype in inline_dtypes:
-                seen = means.get(id(tensor))
-                if seen is not None and seen[0]() is tensor and seen[1] == tensor._version and seen[2] == axis:
-                    mean = seen[3]  # the very tensor an earlier hook pooled, unchanged (eval Dropout, Identity)
+                mean = self._known_mean(tensor, axis)  # an earlier hook pooled this very tensor (eval Dropout)
+                if mean is not None:
                     self.reused += 1
-                else:
-                    mean = self._affine_mean(module, inputs, tensor, axis) if batchnorm else None
+                elif batchnorm:
+                    mean = self._affine_mean(module, inputs, tensor, axis)
                 if mean is None:
                     mean = tensor.detach().mean(dim=axis)     # a new tensor: the copy
                 outputs[name] = mean
@@ -683,6 +682,14 @@ class _Recorder:
             calls[name] += 1
             self.seconds += clock() - t0
         return fn
+
+    def _known_mean(self, tensor, axis):
+        """The time-mean a hook of this batch already took of this very ``tensor`` over ``axis``,
+        if it has not changed in place since (its version); else None."""
+        seen = self._means.get(id(tensor))
+        if seen is not None and seen[0]() is tensor and seen[1] == tensor._version and seen[2] == axis:
+            return seen[3]
+        return None
 
     def _affine_mean(self, bn, inputs, output, axis):
         """The time-mean of an eval-mode BatchNorm's (batch, channels, time) ``output`` from the
@@ -694,8 +701,8 @@ class _Recorder:
         x = inputs[0] if inputs else None
         if bn.training or bn.running_mean is None or not isinstance(x, self.torch.Tensor) or x.shape != output.shape:
             return None
-        seen = self._means.get(id(x))
-        if seen is None or seen[0]() is not x or seen[1] != x._version or seen[2] != axis:
+        x_mean = self._known_mean(x, axis)
+        if x_mean is None:
             return None
         scale = self.torch.rsqrt(bn.running_var + bn.eps)
         if bn.weight is not None:
@@ -704,7 +711,7 @@ class _Recorder:
         if bn.bias is not None:
             shift = shift + bn.bias
         self.derived += 1
-        return (seen[3] * scale + shift).to(output.dtype)
+        return (x_mean * scale + shift).to(output.dtype)
 
     def _pooled(self, t, name):
         """The pooled copy of output ``t``, made now, before later (in-place) operations run.
