@@ -107,30 +107,56 @@ def _default_save_style() -> bool:
             and not rc["savefig.transparent"] and rc["savefig.bbox"] in (None, "standard"))
 
 
-#: zlib level of the PNGs written by :func:`save_figure`. With the opaque figures written as RGB,
-#: level 3 gives files about 3 % smaller than matplotlib's RGBA at level 6, in about 30 % less
-#: encoding time (run-all's 36 demo figures: 1.2 s instead of 1.7 s of CPU).
+#: zlib level of the PNGs written by :func:`save_figure` (:func:`_write_png`). Run-all's 36 demo
+#: figures: level 3 without row filters writes them in 0.38 s of CPU, 2 % smaller than Pillow's
+#: filtered RGB at level 3 (0.97 s) and 5 % smaller than matplotlib's RGBA at level 6.
 PNG_COMPRESS_LEVEL = 3
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
 def _write_png(path: Path, rgba: np.ndarray, dpi: int) -> None:
-    """Write the canvas pixels ``rgba`` (rows top to bottom) as a PNG: RGB when every pixel is
-    opaque (the same image; a fourth channel of 255s only costs encoding time and bytes)."""
+    """Write the canvas pixels ``rgba`` (rows top to bottom) as a PNG (8 bits per channel), the
+    pixels matplotlib's ``savefig`` writes, with its ``Software`` text and the ``dpi``.
+
+    - RGB when every pixel is opaque (the same image; a fourth channel of 255s only costs
+      encoding time and bytes), else RGBA.
+    - Every row with PNG's filter "None": a figure is mostly flat colour, which deflate packs at
+      least as well unfiltered, and choosing a filter per row (Pillow and matplotlib try all five)
+      costs about twice the compression itself.
+    """
+    import struct
     import sys
+    import zlib
 
     import matplotlib as mpl
-    from PIL import Image, PngImagePlugin
+    from PIL import Image
     rgba = np.ascontiguousarray(rgba, dtype=np.uint8)  # the canvas buffer already is: no copy
+    h, w = rgba.shape[:2]
     if sys.byteorder == "little":  # a pixel's bytes R, G, B, A read as one integer: A is the top byte
         opaque = bool((rgba.view(np.uint32) >= np.uint32(0xFF000000)).all())
     else:
         opaque = bool((rgba[..., 3] == 255).all())
-    image = Image.fromarray(rgba)
-    if opaque:
-        image = image.convert("RGB")  # in C; several times faster than numpy's copy of 3 of 4 bytes
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Software", f"Matplotlib version{mpl.__version__}, https://matplotlib.org/")
-    image.save(path, format="png", compress_level=PNG_COMPRESS_LEVEL, dpi=(dpi, dpi), pnginfo=info)
+    if opaque:  # Pillow drops the alpha bytes in C, several times faster than numpy's strided copy
+        pixels = np.frombuffer(Image.fromarray(rgba).convert("RGB").tobytes(), np.uint8).reshape(h, 3 * w)
+    else:
+        pixels = rgba.reshape(h, 4 * w)
+    rows = np.empty((h, pixels.shape[1] + 1), np.uint8)
+    rows[:, 0] = 0  # filter type None
+    rows[:, 1:] = pixels
+    per_metre = int(round(dpi / 0.0254))
+    software = f"Matplotlib version{mpl.__version__}, https://matplotlib.org/".encode("latin-1")
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if opaque else 6, 0, 0, 0)))
+        f.write(_png_chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)))
+        f.write(_png_chunk(b"tEXt", b"Software\0" + software))
+        f.write(_png_chunk(b"IDAT", zlib.compress(rows, PNG_COMPRESS_LEVEL)))
+        f.write(_png_chunk(b"IEND", b""))
 
 
 def save_figure(fig: Figure, path, dpi: int = 150) -> list[Path]:

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .analysis import argmax_random_ties
-from .figures import _grid_figure, _new_figure, _rotated_extent, _text_inches, save_figure
+from .figures import _grid_figure, _rotated_extent, _text_inches, save_figure
 
 __all__ = ["voxel_best_layer", "average_subject_surface", "average_model_surface",
            "study_plot_values", "colour_scale_limit", "study_surface_folder", "export_surface_mat",
@@ -488,20 +488,157 @@ def _layer_colours(n: int):
 SCALE_BAR_MM = 10
 
 
-def _scale_bar(ax, mm: float = SCALE_BAR_MM) -> None:
-    """A bar of ``mm`` (data units: mm of flattened surface) in the lower left corner of ``ax``."""
-    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    xa, ya = x0 + 0.04 * (x1 - x0), y0 + 0.05 * (y1 - y0)
+def _scale_bar(ax, x0: float, y0: float, width: float, height: float, mm: float = SCALE_BAR_MM) -> None:
+    """A bar of ``mm`` (data units: mm of flattened surface) in the lower left corner of the field
+    at ``x0, y0`` of ``width`` x ``height``."""
+    xa, ya = x0 + 0.05 * width, y0 + 0.05 * height
     ax.plot([xa, xa + mm], [ya, ya], color="black", lw=2, solid_capstyle="butt", zorder=4)
-    ax.text(xa + mm / 2, ya + 0.015 * (y1 - y0), f"{mm:g} mm", ha="center", va="bottom", fontsize=7, zorder=4)
+    ax.text(xa + mm / 2, ya + 0.02 * height, f"{mm:g} mm", ha="center", va="bottom", fontsize=7, zorder=4)
+
+
+#: Flat maps: room around a hemisphere's voxels within its field, and between the fields (mm).
+FIELD_PAD_MM, FIELD_GAP_MM = 3.0, 8.0
+HEMI_NAMES = {"lh": "Left hemisphere", "rh": "Right hemisphere"}
+
+
+def _hemisphere_fields(hemi, x, y, hemis):
+    """Each hemisphere's voxels moved into its own field, the fields side by side from x = 0 (in
+    the order of ``hemis``), bottoms at y = 0: ``(x, y, order, fields)`` with ``order`` the rows
+    of the input drawn, and ``fields`` ``(hemi, x0, width, height, has_voxels)``."""
+    xs, ys, order, fields = [], [], [], []
+    cursor = 0.0
+    sizes = []
+    for h in hemis:
+        m = np.flatnonzero(hemi == h)
+        if len(m):
+            x0, y0 = x[m].min() - FIELD_PAD_MM, y[m].min() - FIELD_PAD_MM
+            w, ht = x[m].max() + FIELD_PAD_MM - x0, y[m].max() + FIELD_PAD_MM - y0
+            xs.append(x[m] - x0 + cursor)
+            ys.append(y[m] - y0)
+            order.append(m)
+            sizes.append((w, ht))
+        else:
+            w, ht = (np.median([a for a, _ in sizes]), np.median([b for _, b in sizes])) if sizes else (40.0, 40.0)
+        fields.append((h, cursor, float(w), float(ht), bool(len(m))))
+        cursor += w + FIELD_GAP_MM
+    cat = (lambda a: np.concatenate(a) if a else np.zeros(0))
+    return cat(xs), cat(ys), (np.concatenate(order) if order else np.zeros(0, dtype=np.int64)), fields
+
+
+class MapScale(NamedTuple):
+    """The colour scale of a flat map (:func:`_map_scale`): ``values`` as drawn, the key's
+    ``label``, and its ``ticks`` and ``tick_labels`` (None: chosen from the range)."""
+    cmap: object
+    norm: object
+    values: np.ndarray
+    label: str
+    ticks: np.ndarray | None
+    tick_labels: list | None
+
+
+def _map_scale(value: str, v: np.ndarray, layer_names, vmin, vmax, label) -> MapScale:
+    """The colour scale of :func:`plot_surface_map` for ``value`` (see there)."""
+    from matplotlib import colormaps
+    from matplotlib import colors as mcolors
+    if value == "pos":
+        if layer_names is None:
+            raise ValueError("value='pos' needs layer_names")
+        n = len(layer_names)
+        top = n if vmax is None else int(vmax)
+        names = [str(layer_names[i - 1]) for i in range(1, top + 1)]
+        if vmax is not None and top < n:
+            names[-1] = f"≥ {names[-1]}"
+        # a median between two layers: the lower, as the study's int64 .mat
+        return MapScale(mcolors.ListedColormap(_layer_colours(top)), mcolors.BoundaryNorm(np.arange(0.5, top + 1.5), top),
+                        np.minimum(np.trunc(v), top), label or "Preferred layer", np.arange(1, top + 1), names)
+    if value == "rel_pos":
+        norm = mcolors.Normalize(0.0 if vmin is None else vmin, 1.0 if vmax is None else vmax)
+        return MapScale(colormaps["viridis"], norm, v,
+                        label or "Preferred layer, relative position\n(0 = first, 1 = last)", None, None)
+    finite = v[np.isfinite(v)]
+    lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    if label is None:
+        label = R2C_LABEL + " at the best layer" if value == "best_median_r2_test_c" else value
+    return MapScale(colormaps["inferno"], mcolors.Normalize(lo, hi if hi > lo else lo + 1e-9), v, label, None, None)
+
+
+#: Size of a colour key (:func:`colour_key`), inches: gap to the maps, bar width; font sizes of
+#: its tick labels and its label.
+KEY_PAD_IN, KEY_WIDTH_IN, KEY_TICK_SIZE, KEY_LABEL_SIZE = 0.12, 0.16, 8, 10
+
+
+def colour_key_width(scale: MapScale) -> float:
+    """About the width in inches that :func:`colour_key` takes right of the maps."""
+    labels = scale.tick_labels if scale.tick_labels is not None else ["0.00"]
+    lines = scale.label.count("\n") + 1
+    return (KEY_PAD_IN + KEY_WIDTH_IN + 0.1 + _text_inches(labels, KEY_TICK_SIZE) + 0.08
+            + lines * KEY_LABEL_SIZE * 1.3 / 72)
+
+
+def colour_key(fig, axes, scale: MapScale, shrink: float = 0.85):
+    """A colour bar for the maps in ``axes``: the colours of ``scale`` from bottom to top, ticks
+    and their labels, the scale's label beside them; right of the maps as they are drawn (equal
+    aspect), ``shrink`` times their height. Returns the key's Axes.
+
+    A plain Axes with its axis objects hidden, an image and texts: a tenth of the work of
+    ``Figure.colorbar`` (its axis, locators and tick objects), which a page of maps has one of
+    per row. Discrete scales (``pos``) label every layer, or every k-th one (and the last) where
+    the labels would overlap."""
+    from matplotlib.transforms import offset_copy
+    boxes = []
+    for ax in axes:
+        ax.apply_aspect()  # the box an equal-aspect map is drawn in
+        boxes.append(ax.get_position())
+    x1 = max(b.x1 for b in boxes)
+    y0, y1 = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    w_in, h_in = fig.get_size_inches()
+    h = shrink * (y1 - y0)
+    kax = fig.add_axes((x1 + KEY_PAD_IN / w_in, y0 + (y1 - y0 - h) / 2, KEY_WIDTH_IN / w_in, h))
+    kax.xaxis.set_visible(False)
+    kax.yaxis.set_visible(False)
+    lo, hi = float(scale.norm.vmin), float(scale.norm.vmax)
+    if scale.ticks is not None:  # discrete: one cell per layer
+        top = len(scale.ticks)
+        cells, lo, hi = np.arange(1, top + 1, dtype=np.float64)[:, None], 0.5, top + 0.5
+        step = max(1, int(np.ceil(top * KEY_TICK_SIZE * 1.35 / 72 / (h * h_in))))
+        keep = [i for i in range(top) if i % step == 0 or i == top - 1]
+        if len(keep) > 1 and keep[-1] - keep[-2] < step:  # the last label too close to the one before
+            del keep[-2]
+        ticks = [float(scale.ticks[i]) for i in keep]
+        labels = [str(scale.tick_labels[i]) for i in keep]
+    else:
+        from matplotlib.ticker import MaxNLocator
+        cells = np.linspace(lo, hi, 256)[:, None]
+        ticks = [float(t) for t in MaxNLocator(nbins=5).tick_values(lo, hi) if lo - 1e-9 <= t <= hi + 1e-9]
+        decimals = max((len(f"{t:g}".partition(".")[2]) for t in ticks), default=0)
+        labels = [f"{t:.{decimals}f}" for t in ticks]  # as an axis labels them: 0.0, 0.5, 1.0
+    kax.imshow(cells, cmap=scale.cmap, norm=scale.norm, origin="lower", aspect="auto", interpolation="nearest",
+               extent=(0.0, 1.0, lo, hi))
+    kax.set_xlim(0.0, 1.0)
+    kax.set_ylim(lo, hi)
+    for spine in kax.spines.values():
+        spine.set_linewidth(0.8)
+    side = kax.get_yaxis_transform()  # x: the key's width (0 to 1), y: the scale's values
+    xs = np.tile([1.0, 1.35, np.nan], len(ticks))
+    ys = np.repeat(ticks, 3)
+    kax.plot(xs, ys, color="black", lw=0.8, transform=side, clip_on=False)
+    at = offset_copy(side, fig=fig, x=3.5, units="points")
+    for t, lab in zip(ticks, labels):
+        kax.text(1.35, t, lab, transform=at, ha="left", va="center", fontsize=KEY_TICK_SIZE)
+    label_x = 1.35 * KEY_WIDTH_IN * 72 + 3.5 + _text_inches(labels, KEY_TICK_SIZE) * 72 + 4
+    kax.text(0.0, 0.5, scale.label, transform=offset_copy(kax.transAxes, fig=fig, x=label_x, units="points"),
+             rotation=90, ha="left", va="center", fontsize=KEY_LABEL_SIZE)
+    return kax
 
 
 def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Sequence[str] | None = None,
                      hemis: Sequence[str] = HEMIS, title: str | None = None, vmin=None, vmax=None,
                      cbar_label: str | None = None, marker_size: float | None = None, path=None,
-                     axes=None, colorbar: bool = True):
-    """Flat map of one value over ``x_ras``, ``y_ras``: one panel per hemisphere, drawn as the
-    study's flat maps (no axes; a 10 mm scale bar, :data:`SCALE_BAR_MM`).
+                     ax=None, colorbar: bool = True):
+    """Flat map of one value over ``x_ras``, ``y_ras``, drawn as the study's flat maps: the
+    hemispheres side by side in one panel, each in its own grey field named under it, on one
+    scale (a 10 mm scale bar, :data:`SCALE_BAR_MM`; no axes), with a colour key.
 
     Parameters
     ----------
@@ -509,25 +646,28 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
         Per-coordinate (:func:`average_subject_surface`, :func:`average_model_surface`) or per-voxel
         table (one participant's rows; several participants' voxels would overlap).
     value : str
-        ``"pos"``: discrete colours, one per layer (``layer_names`` label the colour bar; a median
+        ``"pos"``: discrete colours, one per layer (``layer_names`` label the key; a median
         half-way between two layers is drawn as the lower one, as the study's int64 ``.mat`` files
-        hold it); ``"rel_pos"``: a sequential
-        map from 0 (first layer) to 1 (last); anything else (e.g. ``best_median_r2_test_c``): a
-        sequential map, limits ``vmin``/``vmax`` (default the data range).
+        hold it); ``"rel_pos"``: a sequential map from 0 (first layer) to 1 (last); anything else
+        (e.g. ``best_median_r2_test_c``): a sequential map, limits ``vmin``/``vmax`` (default the
+        data range).
     layer_names : sequence of str, optional
         Needed for ``value="pos"`` (their number fixes the colour scale).
     hemis : sequence of str
-        Panels, left to right.
+        Fields, left to right (each hemisphere's coordinates are moved into its field).
     vmax : float, optional
         For ``pos``: the last layer position with its own colour (the study capped the scale at the
         layer after the most preferred one; :func:`colour_scale_limit`); deeper layers share it.
+    marker_size : float, optional
+        Marker area in points² (default: one square per mm of surface, the integer coordinates'
+        grid).
     path : str or Path, optional
         Save the figure (:func:`fastenc.figures.save_figure`: ``x.png``, ``x.pdf``, or both for ``x``).
-    axes : sequence of matplotlib Axes, optional
-        Draw into these (one per hemisphere, e.g. a row of a larger figure, with the colour bar
-        beside them) instead of a new figure; ``title`` then heads each panel.
+    ax : matplotlib Axes, optional
+        Draw into this (e.g. a row of a larger figure, on a fixed layout: the key is placed beside
+        the map as drawn) instead of a new figure; ``title`` then heads the panel.
     colorbar : bool
-        Draw the colour bar (False: e.g. rows of a page that share one scale and one bar).
+        Draw the colour key (:func:`colour_key`; False: e.g. rows of a page that share one key).
 
     Returns
     -------
@@ -538,95 +678,56 @@ def plot_surface_map(table: pd.DataFrame, value: str = "pos", layer_names: Seque
     >>> t = pd.DataFrame({"hemi": ["lh", "rh"], "coord_id": ["-40_-20", "42_-22"], "x_ras": [-40, 42],
     ...                   "y_ras": [-20, -22], "shared_by": [3, 1], "pos": [1.0, 2.0]})
     >>> fig = plot_surface_map(t, "pos", layer_names=["conv1", "conv2", "conv3"])
-    >>> len(fig.axes)   # two hemispheres and the colour bar
-    3
+    >>> len(fig.axes)   # the map and its colour key
+    2
     """
-    from matplotlib import colors as mcolors
+    from matplotlib.patches import Rectangle
 
     hemi = _hemi_text(table["hemi"].to_numpy())
-    x = np.asarray(table["x_ras"], dtype=np.float64)
-    y = np.asarray(table["y_ras"], dtype=np.float64)
-    v = pd.to_numeric(table[value]).to_numpy(dtype=np.float64)
-    if value == "pos":
-        if layer_names is None:
-            raise ValueError("value='pos' needs layer_names")
-        n = len(layer_names)
-        top = n if vmax is None else int(vmax)
-        cols = _layer_colours(top)
-        cmap = mcolors.ListedColormap(cols)
-        norm = mcolors.BoundaryNorm(np.arange(0.5, top + 1.5), top)
-        v = np.minimum(np.trunc(v), top)  # a median between two layers: the lower, as the study's int64 .mat
-        label = cbar_label or "Preferred layer"
-    elif value == "rel_pos":
-        from matplotlib import colormaps
-        cmap = colormaps["viridis"]
-        norm = mcolors.Normalize(0.0 if vmin is None else vmin, 1.0 if vmax is None else vmax)
-        label = cbar_label or "Preferred layer, relative position\n(0 = first, 1 = last)"
-    else:
-        from matplotlib import colormaps
-        cmap = colormaps["inferno"]
-        finite = v[np.isfinite(v)]
-        lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
-        hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
-        norm = mcolors.Normalize(lo, hi if hi > lo else lo + 1e-9)
-        label = cbar_label or (R2C_LABEL + " at the best layer" if value == "best_median_r2_test_c" else value)
-    panels = [h for h in hemis]
-    own = axes is None
+    scale = _map_scale(value, pd.to_numeric(table[value]).to_numpy(dtype=np.float64), layer_names, vmin, vmax,
+                       cbar_label)
+    x, y, order, fields = _hemisphere_fields(hemi, np.asarray(table["x_ras"], dtype=np.float64),
+                                             np.asarray(table["y_ras"], dtype=np.float64), list(hemis))
+    own = ax is None
     if own:
-        fig = _new_figure((4.2 * len(panels) + 1.4, 4.4))
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        fig, axes = _grid_figure(1, 1, (7.2, 3.0), left=0.2, right=(colour_key_width(scale) if colorbar else 0) + 0.1,
+                                 top=0.3, bottom=0.35, wgap=0, hgap=0, title=title, title_size=12)
+        ax = axes[0, 0]
     else:
-        axes = list(axes)
-        if len(axes) != len(panels):
-            raise ValueError(f"{len(axes)} axes for {len(panels)} hemispheres")
-        fig = axes[0].get_figure()
-    ms = marker_size if marker_size is not None else (14.0 if len(table) > 2000 else 30.0)
-    sc = None
-    for ax, h in zip(axes, panels):
-        m = hemi == h
-        if m.any():
-            sc = ax.scatter(x[m], y[m], c=v[m], cmap=cmap, norm=norm, s=ms, marker="s", linewidths=0)
-            pad = 3
-            ax.set_xlim(x[m].min() - pad, x[m].max() + pad)
-            ax.set_ylim(y[m].min() - pad, y[m].max() + pad)
-        else:
-            ax.text(0.5, 0.5, "no voxels", transform=ax.transAxes, ha="center", va="center")
-        ax.set_aspect("equal", adjustable="box")
-        side = {"lh": "Left hemisphere", "rh": "Right hemisphere"}.get(h, h)
-        ax.set_title(f"{title}\n{side}" if (title and own is False) else side, fontsize=10 if own is False else 11)
-        # as the study's flat maps: no axes, a scale bar (ticks are most of a panel's drawing time;
-        # hidden axis objects are not even laid out)
-        ax.xaxis.set_visible(False)
-        ax.yaxis.set_visible(False)
-        if m.any():
-            _scale_bar(ax)
-        ax.set_facecolor("#f2f2f2")
-    if not colorbar:
-        if title and own:
-            fig.suptitle(title, fontsize=12)
-        if path is not None:
-            save_figure(fig, path)
-        return fig
-    from matplotlib.cm import ScalarMappable
-    sm = sc if sc is not None else ScalarMappable(norm=norm, cmap=cmap)
-    cb = fig.colorbar(sm, ax=list(axes), shrink=0.85, pad=0.02)
-    cb.set_label(label, fontsize=10)
-    if value == "pos":
-        ticks = np.arange(1, top + 1)
-        cb.set_ticks(ticks)
-        names = [str(layer_names[i - 1]) for i in ticks]
-        if vmax is not None and top < n:
-            names[-1] = f"≥ {names[-1]}"
-        cb.set_ticklabels(names, fontsize=8)
-    if title and own:
-        fig.suptitle(title, fontsize=12)
+        fig = ax.get_figure()
+        if title:
+            ax.set_title(title, fontsize=10, pad=4)
+    width = max((f[1] + f[2] for f in fields), default=1.0)
+    height = max((f[3] for f in fields), default=1.0)
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(-0.5, height + 0.5)
+    ax.set_aspect("equal", adjustable="box")
+    # as the study's flat maps: no axes (hidden axis objects are not even laid out)
+    ax.xaxis.set_visible(False)
+    ax.yaxis.set_visible(False)
+    ax.set_frame_on(False)
+    for h, x0, w, ht, has in fields:
+        ax.add_patch(Rectangle((x0, 0.0), w, ht, facecolor="#f2f2f2", edgecolor="black", lw=0.8, zorder=0))
+        ax.text(x0 + w / 2, -1.0, HEMI_NAMES.get(h, h), ha="center", va="top", fontsize=9)
+        if not has:
+            ax.text(x0 + w / 2, ht / 2, "no voxels", ha="center", va="center", fontsize=9)
+    if len(order):
+        ax.apply_aspect()  # the map's size on the page: one square per mm of surface
+        mm_pt = ax.get_position().width * fig.get_figwidth() * 72 / (width + 1.0)
+        ms = marker_size if marker_size is not None else max(1.0, mm_pt ** 2)
+        ax.scatter(x, y, c=scale.values[order], cmap=scale.cmap, norm=scale.norm, s=ms, marker="s",
+                   linewidths=0, zorder=2)
+        first = next(f for f in fields if f[4])
+        _scale_bar(ax, first[1], 0.0, first[2], first[3])
+    if colorbar:
+        colour_key(fig, [ax], scale)
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
 def plot_best_r2_map(table: pd.DataFrame, hemis: Sequence[str] = HEMIS, title: str | None = None,
-                     vmin: float = 0.0, vmax: float = 1.0, path=None, axes=None, cbar_label: str | None = None,
+                     vmin: float = 0.0, vmax: float = 1.0, path=None, ax=None, cbar_label: str | None = None,
                      colorbar: bool = True):
     """Flat map of the clipped median noise-corrected r² at each voxel's best layer.
 
@@ -635,14 +736,17 @@ def plot_best_r2_map(table: pd.DataFrame, hemis: Sequence[str] = HEMIS, title: s
 
     >>> t = pd.DataFrame({"hemi": ["lh"], "x_ras": [-40], "y_ras": [-20], "best_median_r2_test_c": [0.4]})
     >>> len(plot_best_r2_map(t).axes)
-    3
+    2
     """
     return plot_surface_map(table, "best_median_r2_test_c", hemis=hemis, title=title, vmin=vmin,
-                            vmax=vmax, path=path, axes=axes, cbar_label=cbar_label, colorbar=colorbar)
+                            vmax=vmax, path=path, ax=ax, cbar_label=cbar_label, colorbar=colorbar)
 
 
-def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: int = 3, path=None):
-    """Preferred-layer histogram (voxel count per layer), one panel per model.
+def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: int = 3, path=None,
+                         permuted=None):
+    """Preferred-layer histogram (voxel count per layer), one panel per model; with ``permuted``,
+    the model's permuted network beside it in each panel (grey bars), so that the two can be
+    compared layer by layer.
 
     Parameters
     ----------
@@ -652,6 +756,8 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
         ``{model: table[["pos"]]}``.
     layer_names : sequence of str, or mapping of model name -> sequence of str
         Tick labels (layers in order).
+    permuted : mapping of model name -> DataFrame, optional
+        The permuted networks' per-voxel tables (a model may be in either mapping or both).
     path : str or Path, optional
         Save the figure (:func:`fastenc.figures.save_figure`: ``x.png``, ``x.pdf``, or both for ``x``).
 
@@ -667,15 +773,20 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
     """
     if isinstance(tables, pd.DataFrame):
         tables = {"": tables}
-    items = list(tables.items())
-    n = len(items)
+    permuted = dict(permuted or {})
+    models = list(dict.fromkeys([*tables, *permuted]))
+    n = len(models)
     nc = min(ncols, n)
     nr = int(np.ceil(n / nc))
     names_of = {model: list(layer_names[model] if isinstance(layer_names, Mapping) else layer_names)
-                for model, _ in items}
-    counts_of = {model: layer_histogram(t, len(names_of[model])) for model, t in items}
-    titles = {model: f"{model} (n = {int(c.sum())} voxels)" if model else f"n = {int(c.sum())} voxels"
-              for model, c in counts_of.items()}
+                for model in models}
+    counts_of = {model: layer_histogram(tables[model], len(names_of[model])) for model in tables}
+    perm_of = {model: layer_histogram(permuted[model], len(names_of[model])) for model in permuted}
+
+    def panel_title(model):
+        c = counts_of[model] if model in counts_of else perm_of[model]
+        return f"{model} (n = {int(c.sum())} voxels)" if model else f"n = {int(c.sum())} voxels"
+    titles = {model: panel_title(model) for model in models}
     # a fixed grid (matplotlib's layout solver costs a third of such a figure): room for the
     # rotated layer names under each panel, and for the first one's overhang to its left
     w, h = max(3.3, _text_inches(titles.values(), 10) + 0.1), 2.4
@@ -687,12 +798,21 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
     fig, axes = _grid_figure(nr, nc, (w, h), left=side, right=0.2, top=0.35, bottom=under, wgap=side,
                              hgap=under + 0.35, title=title, title_size=12)
     axes = axes.ravel()
-    for ax, (model, t) in zip(axes, items):
+    for k, (ax, model) in enumerate(zip(axes, models)):
         names = names_of[model]
         L = len(names)
-        counts = counts_of[model]
-        ax.bar(np.arange(1, L + 1), counts, color=_layer_colours(L), width=0.85)
-        ax.set_xticks(np.arange(1, L + 1))
+        pos = np.arange(1, L + 1)
+        both = model in counts_of and model in perm_of
+        bw = 0.42 if both else 0.85
+        if model in counts_of:
+            ax.bar(pos - (bw / 2 if both else 0), counts_of[model], color=_layer_colours(L), width=bw,
+                   label="trained")
+        if model in perm_of:
+            ax.bar(pos + (bw / 2 if both else 0), perm_of[model], color="#cbd5e0", edgecolor="#4a5568",
+                   linewidth=0.6, width=bw, label="permuted")
+        if both and k == 0:
+            ax.legend(fontsize=7.5, frameon=False, loc="best", handlelength=1.0)
+        ax.set_xticks(pos)
         ax.set_xticklabels([str(s) for s in names], rotation=60, ha="right", fontsize=8)
         ax.set_xlim(0.4, L + 0.6)
         ax.set_xlabel("Preferred layer")

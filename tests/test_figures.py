@@ -264,8 +264,9 @@ def test_save_figure_formats_and_no_stale_pdf(tmp_path):
 
 
 def test_saved_png_has_the_pixels_of_matplotlibs_savefig(tmp_path):
-    """save_figure writes its own PNG (RGB when opaque, zlib level 3): the image matplotlib's
-    savefig writes, pixel for pixel; a figure with transparent parts keeps its alpha channel."""
+    """save_figure writes its own PNG (RGB when opaque, unfiltered rows at zlib level 3): the
+    image matplotlib's savefig writes, pixel for pixel, with its dpi and Software text; a figure
+    with transparent parts keeps its alpha channel. Pillow's verify() checks every chunk's CRC."""
     from PIL import Image
     for alpha in (1.0, 0.0):
         fig, axes = figures._grid_figure(1, 1, (1.8, 1.2), left=0.4, right=0.2, top=0.3, bottom=0.3, wgap=0, hgap=0)
@@ -278,6 +279,9 @@ def test_saved_png_has_the_pixels_of_matplotlibs_savefig(tmp_path):
         ours, theirs = Image.open(tmp_path / "ours.png"), Image.open(tmp_path / "theirs.png")
         assert ours.mode == ("RGB" if alpha == 1.0 else "RGBA") and np.allclose(ours.info["dpi"], 150, atol=0.1)
         assert np.array_equal(np.asarray(ours.convert("RGBA")), np.asarray(theirs.convert("RGBA")))
+        assert ours.info["Software"] == theirs.info["Software"]
+        with Image.open(tmp_path / "ours.png") as im:
+            im.verify()
 
 
 def test_helpers_get_this_source_tree_on_their_path_but_never_site_packages_first(monkeypatch):
@@ -302,9 +306,10 @@ def _spare_inches(fig):
     return bb.x0, bb.y0, w - bb.x1, h - bb.y1
 
 
-def test_fixed_grid_figures_keep_long_names_and_large_legends_inside():
+def test_fixed_grid_figures_keep_long_names_and_large_legends_inside(tmp_path):
     """The figures drawn on a fixed grid (no layout solver) size their margins from their texts:
-    long layer and model names, two-line axis labels and legends of 40 entries stay inside."""
+    long layer and model names (also in the colour keys of the map pages), two-line axis labels and
+    legends of 40 entries stay inside."""
     from fastenc import dimensionality, voxelmaps
     rng = np.random.default_rng(0)
     models = [f"Model{k}-with-a-long-display-name"[: 12 + k] for k in range(20)]
@@ -323,5 +328,17 @@ def test_fixed_grid_figures_keep_long_names_and_large_legends_inside():
         {"source_model": np.repeat(models, 4), "randnetw": np.tile([False, False, True, True], 20),
          "layer_pos": np.tile([1, 2, 1, 2], 20), "a": rng.uniform(0, 0.6, 80), "b": rng.uniform(0, 0.6, 80)}),
         "a", "b", xlabel=two_lines, ylabel=two_lines, title="each layer's score on NH2015 vs B2021")
-    for fig in (hist, rsa, dims, layers):
+    hist2 = voxelmaps.plot_layer_histogram({m: pd.DataFrame({"pos": rng.integers(1, 25, 300)}) for m in models[-3:]},
+                                           names, permuted={m: pd.DataFrame({"pos": rng.integers(1, 25, 300)})
+                                                            for m in models[-4:]})
+    from fastenc.study.figures import _map_page
+    n = 40
+    t = pd.DataFrame({"hemi": np.repeat(["lh", "rh"], n), "x_ras": np.r_[rng.integers(-70, -30, n), rng.integers(30, 80, n)],
+                      "y_ras": rng.integers(-40, 10, 2 * n), "pos": rng.integers(1, 25, 2 * n).astype(float),
+                      "rel_pos": rng.random(2 * n), "best_median_r2_test_c": rng.random(2 * n)})
+    maps = _map_page([("pos", t, names, 20, models[-1]), ("rel_pos", t, None, None, "Median over 20 models")],
+                     "NH2015: preferred layer per voxel (median over participants per surface position), "
+                     "permuted networks", tmp_path / "maps.png")
+    r2 = _map_page([("best_median_r2_test_c", t, None, 0.9, m) for m in models[:3]], "best R²", tmp_path / "r2.png")
+    for fig in (hist, hist2, rsa, dims, layers, maps, r2):
         assert min(_spare_inches(fig)) > -0.02, fig.texts[0].get_text() if fig.texts else fig

@@ -232,6 +232,81 @@ def test_figures(tmp_path):
         vm.plot_surface_map(s, "pos")
 
 
+def test_flat_map_puts_each_hemisphere_in_its_own_field_at_one_scale():
+    """Both hemispheres in one panel: each voxel drawn at its own coordinates less its
+    hemisphere's lower-left corner (minus the field's padding), the right field after the left one
+    and the gap, colours from the values (pos truncated and capped as in the study's .mat)."""
+    t = pd.DataFrame({"hemi": ["rh", "lh", "lh", "rh", "lh"], "x_ras": [50.0, -60.0, -41.0, 62.0, -55.0],
+                      "y_ras": [-10.0, -20.0, -5.0, -30.0, -12.0], "pos": [1.0, 2.5, 4.0, 6.0, 3.0]})
+    fig = vm.plot_surface_map(t, "pos", layer_names=[f"l{i}" for i in range(1, 7)], vmax=4)
+    ax = fig.axes[0]
+    sc = ax.collections[0]
+    pad, gap = vm.FIELD_PAD_MM, vm.FIELD_GAP_MM
+    lh_w = (-41.0 + pad) - (-60.0 - pad)
+    offset = {"lh": 0.0, "rh": lh_w + gap}
+    expected = {}
+    for i, (h, x, y) in enumerate(zip(t["hemi"], t["x_ras"], t["y_ras"])):
+        sel = t[t["hemi"] == h]
+        expected[i] = (x - (sel["x_ras"].min() - pad) + offset[h], y - (sel["y_ras"].min() - pad))
+    drawn = sc.get_offsets()
+    values = np.asarray(sc.get_array())
+    # the plotted points in the order of the fields (lh rows, then rh rows), each as expected
+    order = [1, 2, 4, 0, 3]
+    np.testing.assert_allclose(drawn, [expected[i] for i in order])
+    np.testing.assert_array_equal(values, [2.0, 4.0, 3.0, 1.0, 4.0])  # 2.5 -> 2; 6 capped at 4
+    fields = [p for p in ax.patches]
+    assert [round(p.get_x(), 6) for p in fields] == [0.0, round(lh_w + gap, 6)]
+    assert [tx.get_text() for tx in ax.texts if "hemisphere" in tx.get_text()] == ["Left hemisphere",
+                                                                                   "Right hemisphere"]
+
+
+def test_colour_key_labels_every_layer_that_fits_and_always_the_last():
+    """A discrete key of 33 layers in a short bar labels every k-th layer and the last, without
+    overlapping labels; with room, every layer; a continuous key labels its range."""
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    names = [f"layer{i}" for i in range(1, 34)]
+    for height, every in ((1.5, False), (9.0, True)):
+        fig = Figure(figsize=(4, height + 0.4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0.05, 0.2 / (height + 0.4), 0.4, height / (height + 0.4)))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        key = vm.colour_key(fig, [ax], vm._map_scale("pos", np.ones(3), names, None, None, None), shrink=1.0)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        labels = [t for t in key.texts if t.get_text().startswith("layer")]
+        text = [t.get_text() for t in labels]
+        assert text[0] == "layer1" and text[-1] == "layer33"
+        assert (len(text) == 33) == every and len(text) >= 4
+        boxes = sorted((t.get_window_extent(r) for t in labels), key=lambda b: b.y0)
+        assert all(a.y1 <= b.y0 + 0.5 for a, b in zip(boxes, boxes[1:]))  # no two overlap
+        # each label at the middle of its layer's colour cell
+        for t in labels:
+            k = names.index(t.get_text()) + 1
+            assert t.get_position()[1] == k
+    fig = Figure(figsize=(4, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.1, 0.1, 0.5, 0.8))
+    key = vm.colour_key(fig, [ax], vm._map_scale("rel_pos", np.zeros(2), None, None, None, None))
+    assert [t.get_text() for t in key.texts[:-1]] == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+
+
+def test_layer_histogram_counts_trained_and_permuted_side_by_side():
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(1, 6, 200), rng.integers(1, 6, 150)
+    fig = vm.plot_layer_histogram({"M": pd.DataFrame({"pos": a})}, {"M": list("ABCDE")},
+                                  permuted={"M": pd.DataFrame({"pos": b})})
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches]
+    heights = np.array([p.get_height() for p in bars])
+    centres = np.array([p.get_x() + p.get_width() / 2 for p in bars])
+    trained, permuted = heights[:5], heights[5:]
+    np.testing.assert_array_equal(trained, [np.sum(a == k) for k in range(1, 6)])
+    np.testing.assert_array_equal(permuted, [np.sum(b == k) for k in range(1, 6)])
+    assert np.all(centres[:5] < np.arange(1, 6)) and np.all(centres[5:] > np.arange(1, 6))
+
+
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_maps(tmp_path_factory):

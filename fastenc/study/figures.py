@@ -572,45 +572,45 @@ def _voxel_figures(vox, target, registry, names, path, skipped, jobs) -> None:
                                        "(median over participants per surface position)",
                                  path(f"voxel-best-r2_{target}{suffix}")), {}))
     if multi:
-        tabs, layer_names = {}, {}
+        tabs, perm, layer_names = {}, {}, {}
         for m, r in multi:
             c = cnt[(cnt["source_model"] == m) & (cnt["randnetw"] == r)]
-            tabs[label(m, r)] = pd.DataFrame({"pos": np.repeat(c["pos"].to_numpy(), c["n_voxels"].to_numpy())})
-            layer_names[label(m, r)] = registry.layers(m)
+            (perm if r else tabs)[names.get(m, m)] = pd.DataFrame(
+                {"pos": np.repeat(c["pos"].to_numpy(), c["n_voxels"].to_numpy())})
+            layer_names[names.get(m, m)] = registry.layers(m)
         jobs.append((vm.plot_layer_histogram, (tabs, layer_names),
-                     {"ncols": 4, "title": f"{target}: preferred layer of the voxels",
-                      "path": path(f"voxel-layer-histogram_{target}")}))
+                     {"permuted": perm, "ncols": 4, "path": path(f"voxel-layer-histogram_{target}"),
+                      "title": f"{target}: preferred layer of the voxels"
+                               f"{' (grey: the permuted network)' if perm and tabs else ''}"}))
 
 
-def _map_page(rows, title, path) -> None:
-    """One page of flat maps: a row of two hemispheres per entry ``(value, table, layer_names,
-    vmax, label)``; a fixed grid (no layout solver: these figures have many panels)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def _map_page(rows, title, path):
+    """One page of flat maps: a row per entry ``(value, table, layer_names, vmax, label)`` (both
+    hemispheres, :func:`fastenc.voxelmaps.plot_surface_map`) with its colour key; rows of one
+    colour scale (the best-R² maps) share one key beside the page. A fixed grid (no layout
+    solver: these figures have many panels). Returns the Figure."""
+    from .. import figures as _figures
     from .. import voxelmaps as vm
 
-    h = 3.4 * len(rows) + 0.7
-    fig = Figure(figsize=(10.4, h))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), 2, squeeze=False)
-    fig.subplots_adjust(left=0.03, right=0.88, top=1 - 0.75 / h, bottom=0.2 / h, hspace=0.35, wspace=0.1)
-    # rows of one colour scale (the best-R² maps) share one colour bar, beside the whole page
+    def scale(value, table, layer_names, vmax, label=None):
+        return vm._map_scale(value, pd.to_numeric(table[value]).to_numpy(dtype=np.float64), layer_names,
+                             0.0 if value == "best_median_r2_test_c" else None, vmax, label)
+
     shared = len({(v, m) for v, _, _, m, _ in rows}) == 1 and rows[0][0] == "best_median_r2_test_c"
-    for row, (value, table, layer_names, vmax, label) in zip(axes, rows):
-        if value == "best_median_r2_test_c":
-            vm.plot_best_r2_map(table, axes=row, vmin=0.0, vmax=vmax, title=label, colorbar=not shared,
-                                cbar_label="Median noise-corrected R²\nat the best layer")
-        else:
-            vm.plot_surface_map(table, value, layer_names=layer_names, axes=row, vmax=vmax, title=label)
+    keys = [scale(v, t, names, m, "Median noise-corrected R² at the best layer" if shared else None)
+            for v, t, names, m, _ in (rows[:1] if shared else rows)]
+    # a row: two hemispheres' maps (each about square) of 3 inches, its title above, the
+    # hemispheres' names under it
+    fig, axes = _figures._grid_figure(len(rows), 1, (7.2, 3.0), left=0.2, right=max(map(vm.colour_key_width, keys)) + 0.1,
+                                      top=0.4, bottom=0.35, wgap=0, hgap=0.75, title=title, title_size=12)
+    axes = axes[:, 0]
+    for ax, (value, table, layer_names, vmax, label) in zip(axes, rows):
+        vm.plot_surface_map(table, value, layer_names=layer_names, ax=ax, vmin=0.0 if shared else None,
+                            vmax=vmax, title=label, colorbar=not shared)
     if shared:
-        sm = next((c for ax in axes.ravel() for c in ax.collections), None)
-        if sm is not None:
-            cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=min(0.9, 3.0 / len(rows) + 0.3), pad=0.02,
-                              aspect=12 * len(rows))
-            cb.set_label("Median noise-corrected R² at the best layer", fontsize=10)
-    fig.suptitle(title, fontsize=12, y=1 - 0.2 / h)
+        vm.colour_key(fig, axes, keys[0], shrink=min(0.9, 3.0 / len(rows) + 0.3))
     vm.save_figure(fig, path)
+    return fig
 
 
 def _plot_curves(figures, curves, names, target, path):
