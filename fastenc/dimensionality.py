@@ -169,7 +169,8 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
                                  model: str = "model", colors: Mapping[str, str] | None = None,
                                  xlabel: str = "Effective dimensionality",
                                  ylabel: str = "Median noise-corrected R²",
-                                 title: str | None = None, log_x: bool = False, path=None):
+                                 title: str | None = None, log_x: bool = False, path=None,
+                                 panel: str | None = None):
     """Scatter of layer score against layer ED, one colour per model, R² of the fit in the title.
 
     As the study's ``layerwise_scatter_dim_neural``: every layer of every model is a point; the
@@ -185,6 +186,10 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
         Logarithmic ED axis.
     path : str or Path, optional
         Save the figure (:func:`fastenc.figures.save_figure`: ``x.png``, ``x.pdf``, or both for ``x``).
+    panel : str, optional
+        Column splitting the layers into panels side by side (e.g. trained and permuted
+        networks), in order of appearance, on one scale; each panel's heading is its value and
+        its own R². ``title`` then heads the figure.
 
     Returns
     -------
@@ -208,34 +213,46 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
     if colors is None:
         cmap = colormaps["tab20" if len(models) > 10 else "tab10"]
         colors = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
-    stat = None
-    if len(df) >= 3 and df[x].nunique() > 1 and df[y].nunique() > 1:
-        r, pval = stats.pearsonr(df[x].to_numpy(float), df[y].to_numpy(float))
-        stat = f"R² = {r * r:.3f} (r = {r:.3f}, p = {pval:.2g}, n = {len(df)} layers)"
-    # a fixed layout (the layout solver costs about a fifth of this figure): the heading wrapped
+    groups = [(None, df)] if panel is None else list(df.groupby(panel, sort=False))
+
+    def fit(d):
+        if len(d) >= 3 and d[x].nunique() > 1 and d[y].nunique() > 1:
+            r, pval = stats.pearsonr(d[x].to_numpy(float), d[y].to_numpy(float))
+            return f"R² = {r * r:.3f} (r = {r:.3f}, p = {pval:.2g}, n = {len(d)} layers)"
+        return None
+    # a fixed layout (the layout solver costs about a fifth of this figure): the headings wrapped
     # to the panel's width, the legend to its right
     w, h = 5.4, 4.0
-    heading = [line for t in (title, stat) for line in _wrap(t, w, 10)]
+    headings = [[line for t in ((title, fit(d)) if panel is None else (str(name), fit(d))) for line in _wrap(t, w, 10)]
+                for name, d in groups]
+    top_lines = max(len(hd) for hd in headings)
     ylines, xlines = (len(str(label).split("\n")) for label in (ylabel, xlabel))
     ncol = _legend_columns(len(models), h + 0.2 + 0.2 * xlines, 8)
     legend_w = ncol * (0.45 + _text_inches([str(m) for m in models], 8))
-    fig, axes = _grid_figure(1, 1, (w, h), left=0.7 + 0.2 * ylines, right=legend_w + 0.2,
-                             top=0.15 + 0.2 * len(heading), bottom=0.4 + 0.2 * xlines, wgap=0.0, hgap=0.0)
-    ax = axes[0, 0]
-    for m in models:
-        d = df[df[model] == m]
-        ax.scatter(d[x], d[y], s=36, color=colors.get(m, "grey"), label=str(m), edgecolors="white", linewidths=0.4)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.spines[["top", "right"]].set_visible(False)
-    box = ax.get_position()
-    fig.legend(*ax.get_legend_handles_labels(), loc="upper left", fontsize=8, frameon=False, ncol=ncol,
+    fig, axes = _grid_figure(1, len(groups), (w, h), left=0.7 + 0.2 * ylines, right=legend_w + 0.2,
+                             top=0.15 + 0.2 * top_lines, bottom=0.4 + 0.2 * xlines, wgap=0.35, hgap=0.0,
+                             title=title if panel is not None else None, title_size=11, sharex=True, sharey=True)
+    for ax, (name, d), heading in zip(axes[0], groups, headings):
+        for m in models:
+            dm = d[d[model] == m]
+            if len(dm):
+                ax.scatter(dm[x], dm[y], s=36, color=colors.get(m, "grey"), label=str(m), edgecolors="white",
+                           linewidths=0.4)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        if heading:
+            ax.set_title("\n".join(heading), fontsize=10)
+    axes[0, 0].set_ylabel(ylabel)
+    handles = {}
+    for ax in axes[0]:
+        for hd, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, hd)
+    box = axes[0, -1].get_position()
+    fig.legend(list(handles.values()), list(handles), loc="upper left", fontsize=8, frameon=False, ncol=ncol,
                bbox_to_anchor=(box.x1 + 0.15 / fig.get_figwidth(), box.y1), borderaxespad=0)
-    if heading:
-        ax.set_title("\n".join(heading), fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig

@@ -103,3 +103,21 @@ def test_by_layer_and_plot(tmp_path):
     fig = plot_dimensionality_vs_score(table, path=tmp_path / "ed")
     assert (tmp_path / "ed.png").stat().st_size > 1000 and (tmp_path / "ed.pdf").exists()
     assert fig.axes[0].get_ylabel() == "Median noise-corrected R²"
+
+
+def test_dimensionality_panels_each_report_the_fit_of_their_own_layers():
+    """With ``panel``, one panel per group (in order), each headed by its name and the R² of its
+    own points (scipy's Pearson r), every point drawn in its panel."""
+    from scipy import stats
+    rng = np.random.default_rng(4)
+    t = pd.DataFrame({"model": np.repeat(["A", "B", "C"], 8), "ed": rng.uniform(1, 30, 24),
+                      "score": rng.uniform(0, 0.6, 24), "networks": np.tile(np.repeat(["trained", "permuted"], 4), 3)})
+    fig = plot_dimensionality_vs_score(t, panel="networks", title="ED vs score")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2
+    for ax, name in zip(panels, ["trained", "permuted"]):
+        d = t[t["networks"] == name]
+        r = stats.pearsonr(d["ed"], d["score"])[0]
+        assert ax.get_title().startswith(f"{name}\nR² = {r * r:.3f} (r = {r:.3f}")
+        pts = np.concatenate([c.get_offsets() for c in ax.collections])
+        assert sorted(map(tuple, pts)) == sorted(zip(d["ed"], d["score"]))

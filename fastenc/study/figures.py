@@ -108,17 +108,17 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None, pd
         from ..dimensionality import plot_dimensionality_vs_score
         for t in results.regression:
             col = f"score_{t}"
-            for rn in (False, True):
-                d = dim[(dim["randnetw"] == rn)].dropna(subset=["ed", col]) if col in dim else dim.iloc[:0]
-                if not len(d):
-                    continue
-                d = d.assign(model=[names.get(m, m) for m in d["source_model"]])
-                jobs.append((plot_dimensionality_vs_score, (d,), {
-                    "y": col, "ylabel": f"{t}: median noise-corrected R² of the layer\n(mean over participants)",
-                    "title": f"{t}: effective dimensionality vs prediction, every layer"
-                             f"{' (permuted networks)' if rn else ''}",
-                    "log_x": bool(d["ed"].max() > 10 * d["ed"].min()),  # log axis only over decades
-                    "path": path(f"dimensionality-vs-score{'_randnetw' if rn else ''}_{t}")}))
+            d = dim.dropna(subset=["ed", col]) if col in dim else dim.iloc[:0]
+            if not len(d):
+                continue
+            d = d.sort_values("randnetw", kind="stable").assign(
+                model=[names.get(m, m) for m in d["source_model"]],
+                networks=np.where(d["randnetw"].astype(bool), "Permuted networks", "Trained networks"))
+            jobs.append((plot_dimensionality_vs_score, (d,), {
+                "y": col, "ylabel": f"{t}: median noise-corrected R² of the layer\n(mean over participants)",
+                "panel": "networks", "title": f"{t}: effective dimensionality vs prediction, every layer",
+                "log_x": bool(d["ed"].max() > 10 * d["ed"].min()),  # log axis only over decades
+                "path": path(f"dimensionality-vs-score_{t}")}))
     cons = results.consistency
     if cons is not None and len(cons.scores):
         d = cons.scores
