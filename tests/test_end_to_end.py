@@ -19,8 +19,9 @@ def study(tmp_path_factory):
 
 ROI_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr", "n_participants"]
 #: figures per neural target added by issue #10: voxel maps (trained, permuted), best-r2 maps,
-#: preferred-layer histogram, ED vs score (trained, permuted), across-layers per ROI, RSA per ROI
-NEW_FIGURES = 8
+#: preferred-layer histogram, ED vs score (trained and permuted in one), across-layers per ROI,
+#: RSA per ROI
+NEW_FIGURES = 7
 NEW_STUDY_FIGURES = 3  # consistency across models, across layers; component predictions
 DEMO_POOL = "DemoCNN;DemoTransformer"
 
