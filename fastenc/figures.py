@@ -772,7 +772,8 @@ def _scatter_limits(ax, x, y, identity):
 def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None,
                         display_names: Mapping[str, str] | None = None,
                         identity: Mapping[str, bool] | bool = True, ncols: int = 4,
-                        label_points: bool | None = None, title: str | None = None, path=None) -> Figure:
+                        label_points: bool | None = None, title: str | None = None, path=None,
+                        overlay: str | None = None, panel_column: str = "panel") -> Figure:
     """One scatter per panel, one point per model, with the Pearson r across models (and n).
 
     ``table``: rows ``panel, x_label, y_label, source_model, x, y`` (e.g. ``consistency.csv``, or
@@ -781,23 +782,32 @@ def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None
     when a panel has at most 12 points). Panels of one ``comparison`` (column, if present) share
     their axis limits. Points of ``spectemp`` are drawn in its colour, points
     of permuted networks (column ``networks`` == "permuted", if present) grey.
+
+    ``panel_column``: the column naming the figure's panels (default ``panel``). ``overlay``: a
+    column whose groups share a panel (e.g. ``networks``: trained and permuted networks in one
+    panel, told apart by colour), each with its own r on a line of the panel's heading.
     """
-    panels = list(dict.fromkeys(table["panel"])) if panels is None else list(panels)
-    panels = [p for p in panels if (table["panel"] == p).any()]
+    panels = list(dict.fromkeys(table[panel_column])) if panels is None else list(panels)
+    panels = [p for p in panels if (table[panel_column] == p).any()]
     if not panels:
         raise ValueError("no panel to draw")
     group = "comparison" if "comparison" in table else None
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = _grid_figure(nrows, ncols, (2.9, 2.9), left=0.65, right=0.3, top=0.55, bottom=0.5, wgap=0.75,
-                             hgap=0.95, title=title)
+    lines = max(len(table.loc[table[panel_column] == p, overlay].unique()) for p in panels) if overlay else 1
+    fig, axes = _grid_figure(nrows, ncols, (2.9, 2.9), left=0.65, right=0.3, top=0.4 + 0.15 * lines, bottom=0.5,
+                             wgap=0.75, hgap=0.8 + 0.15 * lines, title=title)
     axes = axes.ravel()
     for ax, p in zip(axes, panels):
-        d = table[table["panel"] == p]
-        permuted = "networks" in d and str(d["networks"].iloc[0]) == "permuted"
-        colour = [SPECTEMP_COLOR if m == "spectemp" else ("#4a5568" if permuted else TRAINED_COLOR)
-                  for m in d["source_model"]]
-        ax.scatter(d["x"], d["y"], s=30, c=colour, edgecolors="white", linewidths=0.5, zorder=3)
+        d = table[table[panel_column] == p]
+        heading = [str(p)]
+        groups = list(d.groupby(overlay, sort=False)) if overlay else [(None, d)]
+        for key, g in groups:
+            permuted = "networks" in g and str(g["networks"].iloc[0]) == "permuted"
+            colour = [SPECTEMP_COLOR if m == "spectemp" else ("#4a5568" if permuted else TRAINED_COLOR)
+                      for m in g["source_model"]]
+            ax.scatter(g["x"], g["y"], s=30, c=colour, edgecolors="white", linewidths=0.5, zorder=3)
+            heading.append(f"{key}: {_corr_text(g['x'], g['y'])}" if len(groups) > 1 else _corr_text(g["x"], g["y"]))
         if label_points if label_points is not None else len(d) <= 12:
             ok = d[np.isfinite(d["x"].to_numpy(float)) & np.isfinite(d["y"].to_numpy(float))].sort_values("y")
             for i, (m, x, y) in enumerate(zip(ok["source_model"], ok["x"], ok["y"])):
@@ -809,7 +819,7 @@ def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None
         same = table[table[group] == d[group].iloc[0]] if group else d
         _scatter_limits(ax, same["x"], same["y"],
                         identity.get(p, True) if isinstance(identity, Mapping) else identity)
-        ax.set_title(f"{p}\n{_corr_text(d['x'], d['y'])}", fontsize=8.5)
+        ax.set_title("\n".join(heading), fontsize=8.5)
         ax.set_xlabel(str(d["x_label"].iloc[0]), fontsize=8.5)
         ax.set_ylabel(str(d["y_label"].iloc[0]), fontsize=8.5)
         ax.tick_params(labelsize=7.5)
@@ -967,10 +977,19 @@ def plot_component_predictions(table: pd.DataFrame, versions: Sequence[tuple] | 
     comps = list(dict.fromkeys(d["component"])) if components is None else list(components)
     nrows, ncols = len(versions), len(comps)
     # square panels of side `ax` inches on a fixed grid: gaps for tick labels between them
+    # one scale per component (column): the measured responses are the same in every row, so only
+    # the bottom row labels its x ticks (a fixed grid: no room between the rows for them)
     fig, axes = _grid_figure(nrows, ncols, (1.7, 1.7), left=0.8, right=0.15, top=0.4, bottom=0.95, wgap=0.45,
-                             hgap=0.4, title=title)
+                             hgap=0.25, title=title)
     cats = [c for c in CATEGORY_COLORS if (d["category"] == c).any()]
     cats += [c for c in dict.fromkeys(d["category"]) if c not in CATEGORY_COLORS]
+    shown = d[[(m, r) in set(versions) for m, r in zip(d["source_model"], d["randnetw"])]]
+    span = {}
+    for comp, g in shown.groupby("component", sort=False):
+        v = g[["measured", "predicted"]].to_numpy(float)
+        lo, hi = float(v.min()), float(v.max())
+        pad = 0.06 * (hi - lo or 1.0)
+        span[comp] = (lo - pad, hi + pad)
     for i, (m, rn) in enumerate(versions):
         dv = d[(d["source_model"] == m) & (d["randnetw"] == rn)]
         for j, comp in enumerate(comps):
@@ -980,9 +999,7 @@ def plot_component_predictions(table: pd.DataFrame, versions: Sequence[tuple] | 
             if len(g):
                 ax.scatter(x, y, s=7, c=[CATEGORY_COLORS.get(c, "black") for c in g["category"]],
                            linewidths=0, zorder=3)
-                lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-                pad = 0.06 * (hi - lo or 1.0)
-                lo, hi = lo - pad, hi + pad
+                lo, hi = span[comp]
                 ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.7, ls="--", zorder=1)
                 ax.set_xlim(lo, hi)
                 ax.set_ylim(lo, hi)
@@ -1002,6 +1019,8 @@ def plot_component_predictions(table: pd.DataFrame, versions: Sequence[tuple] | 
                 ax.set_title(str(comp), fontsize=10)
             if i == nrows - 1:
                 ax.set_xlabel("Measured", fontsize=8)
+            else:
+                ax.tick_params(labelbottom=False)
             if j == 0:
                 label = f"{_name(m, display_names)}{' (permuted)' if rn else ''}"
                 ax.set_ylabel(f"{label}\nPredicted", fontsize=8)

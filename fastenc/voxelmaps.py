@@ -177,7 +177,7 @@ def voxel_best_layer(values, voxel_meta: pd.DataFrame, layer_names: Sequence[str
 # --------------------------------------------------------------------------------------
 # 2. median over subjects per coordinate
 # --------------------------------------------------------------------------------------
-def average_subject_surface(table: pd.DataFrame, value: str = "rel_pos",
+def average_subject_surface(table: pd.DataFrame, value: str | Sequence[str] = "rel_pos",
                             per_subject: str = "pool") -> pd.DataFrame:
     """Median over participants per flattened-surface coordinate (the study's median subject).
 
@@ -188,8 +188,8 @@ def average_subject_surface(table: pd.DataFrame, value: str = "rel_pos",
     table : DataFrame
         Per-voxel table with ``subj_idx, hemi, x_ras, y_ras`` and ``value`` (e.g. the output of
         :func:`voxel_best_layer`).
-    value : str
-        Column to average (``"rel_pos"``, ``"pos"``, ``"best_median_r2_test_c"``, ...).
+    value : str or sequence of str
+        Column(s) to average (``"rel_pos"``, ``"pos"``, ``"best_median_r2_test_c"``, ...).
     per_subject : {"pool", "median"}
         ``"pool"`` (the study's ``create_avg_subject_surface``): the median over all voxels at the
         coordinate, so a participant with two voxels there counts twice. ``"median"``: first the
@@ -200,7 +200,7 @@ def average_subject_surface(table: pd.DataFrame, value: str = "rel_pos",
     DataFrame
         One row per coordinate, in order of first appearance: ``hemi, coord_id`` (``"x_y"``),
         ``x_ras, y_ras`` (int), ``shared_by`` (participants with a voxel there), ``n_voxels`` and
-        ``value`` (the median).
+        ``value`` (the median; a column per value when several are given).
 
     Notes
     -----
@@ -220,36 +220,40 @@ def average_subject_surface(table: pd.DataFrame, value: str = "rel_pos",
     0   lh  -40_-20    -40    -20          3         3     0.50
     1   rh   42_-22     42    -22          1         1     0.25
     """
-    missing = [c for c in ("subj_idx", "hemi", "x_ras", "y_ras", value) if c not in table.columns]
+    values = [value] if isinstance(value, str) else list(value)
+    missing = [c for c in ("subj_idx", "hemi", "x_ras", "y_ras", *values) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}")
     if per_subject not in ("pool", "median"):
         raise ValueError("per_subject must be 'pool' or 'median'")
     x = _int_coords(table["x_ras"], "x_ras")
     y = _int_coords(table["y_ras"], "y_ras")
+    vs = [f"_v{i}" for i in range(len(values))]
     df = pd.DataFrame({"hemi": _hemi_text(table["hemi"].to_numpy()),
                        "coord_id": [f"{a}_{b}" for a, b in zip(x, y)],
                        "x_ras": x, "y_ras": y,
                        "subj_idx": table["subj_idx"].to_numpy(),
-                       "v": pd.to_numeric(table[value]).to_numpy(dtype=np.float64)})
+                       **{v: pd.to_numeric(table[c]).to_numpy(dtype=np.float64) for v, c in zip(vs, values)}})
     keys = ["hemi", "coord_id"]
     g = df.groupby(keys, sort=False)
     out = g[["x_ras", "y_ras"]].first()
     out["shared_by"] = g["subj_idx"].nunique()
     out["n_voxels"] = g.size()
     if per_subject == "pool":
-        out[value] = g["v"].median()
+        med = g[vs].median()
     else:
-        per = df.groupby(keys + ["subj_idx"], sort=False)["v"].median().reset_index()
-        out[value] = per.groupby(keys, sort=False)["v"].median()
+        per = df.groupby(keys + ["subj_idx"], sort=False)[vs].median().reset_index()
+        med = per.groupby(keys, sort=False)[vs].median()
+    for v, c in zip(vs, values):
+        out[c] = med[v]
     out = out.reset_index()
-    return out[["hemi", "coord_id", "x_ras", "y_ras", "shared_by", "n_voxels", value]]
+    return out[["hemi", "coord_id", "x_ras", "y_ras", "shared_by", "n_voxels", *values]]
 
 
 # --------------------------------------------------------------------------------------
 # 3. median over models
 # --------------------------------------------------------------------------------------
-def average_model_surface(tables: Iterable, value: str = "rel_pos",
+def average_model_surface(tables: Iterable, value: str | Sequence[str] = "rel_pos",
                           models: Sequence[str] | None = None) -> pd.DataFrame:
     """Median over models of per-coordinate values (the study's ``create_avg_model_surface``).
 
@@ -259,9 +263,9 @@ def average_model_surface(tables: Iterable, value: str = "rel_pos",
         Per-coordinate tables of :func:`average_subject_surface`, one per model (same dataset);
         a path is read with ``pandas.read_csv``. They are consumed one at a time; only their
         ``value`` columns are kept.
-    value : str
-        The column to take the median of (``"rel_pos"`` in the study: layer counts differ between
-        models).
+    value : str or sequence of str
+        The column(s) to take the median of (``"rel_pos"`` in the study: layer counts differ
+        between models).
     models : sequence of str, optional
         Names of the models, in the order of ``tables``, recorded in the ``models`` attribute
         (``out.attrs["models"]``).
@@ -293,19 +297,19 @@ def average_model_surface(tables: Iterable, value: str = "rel_pos",
     0   lh  -40_-20         3      0.5
     1   rh   42_-22         3      0.5
     """
+    values = [value] if isinstance(value, str) else list(value)
     template = None
-    cols = []
+    cols = {v: [] for v in values}
     for i, t in enumerate(tables):
         if not isinstance(t, pd.DataFrame):
             t = pd.read_csv(t, dtype={"coord_id": str, "hemi": str})
-        missing = [c for c in ("hemi", "coord_id", value) if c not in t.columns]
+        missing = [c for c in ("hemi", "coord_id", *values) if c not in t.columns]
         if missing:
             raise ValueError(f"table {i} lacks column(s) {missing}")
         key = pd.MultiIndex.from_arrays([_hemi_text(t["hemi"].to_numpy()), t["coord_id"].astype(str).to_numpy()],
                                         names=COORD_KEYS)
         if not key.is_unique:
             raise ValueError(f"table {i} has repeated coordinates (pass per-coordinate tables of average_subject_surface)")
-        s = pd.Series(pd.to_numeric(t[value]).to_numpy(dtype=np.float64), index=key)
         if template is None:
             keep = [c for c in ("hemi", "coord_id", "x_ras", "y_ras", "shared_by", "n_voxels") if c in t.columns]
             template = t[keep].copy().reset_index(drop=True)
@@ -315,19 +319,22 @@ def average_model_surface(tables: Iterable, value: str = "rel_pos",
         elif len(key) != len(tkey) or not key.sort_values().equals(tkey.sort_values()):
             raise ValueError(f"table {i} has other coordinates than table 0 "
                              f"({len(key)} vs {len(tkey)}): all models must come from the same dataset")
-        cols.append(s.reindex(tkey).to_numpy())
+        for v in values:
+            col = pd.Series(pd.to_numeric(t[v]).to_numpy(dtype=np.float64), index=key)
+            cols[v].append(col.reindex(tkey).to_numpy())
     if template is None:
         raise ValueError("no tables given")
-    stack = np.column_stack(cols)
     out = template
-    out["n_models"] = stack.shape[1]
+    n = len(cols[values[0]])
+    out["n_models"] = n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN coordinate -> NaN
-        out[value] = np.nanmedian(stack, axis=1)
+        for v in values:
+            out[v] = np.nanmedian(np.column_stack(cols[v]), axis=1)
     if models is not None:
         models = [str(m) for m in models]
-        if len(models) != stack.shape[1]:
-            raise ValueError(f"{len(models)} model names for {stack.shape[1]} tables")
+        if len(models) != n:
+            raise ValueError(f"{len(models)} model names for {n} tables")
         out.attrs["models"] = models
     return out
 

@@ -1,4 +1,5 @@
 """Figures draw the numbers of their tables, readably (values read back from the artists)."""
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,6 +146,35 @@ def test_skipped_without_components(tmp_path):
 
 
 # ------------------------------------------------------------------ saving and drawing
+def test_model_scatters_overlay_puts_groups_in_one_panel_each_with_its_own_r():
+    """overlay="networks": the trained and permuted rows of a comparison share a panel; each
+    group's r on its own line of the heading (scipy's pearsonr), every point drawn once, grey for
+    the permuted networks."""
+    from scipy import stats
+    rng = np.random.default_rng(2)
+    rows = []
+    for comp, panel in (("A vs B", "A vs B: reg"), ("trained vs permuted", "trained vs permuted: A")):
+        for net in (("trained", "permuted") if comp == "A vs B" else ("trained vs permuted",)):
+            for m in "MNOPQ":
+                rows.append(dict(panel=f"{panel}, {net}", figure_panel=panel, comparison=comp, networks=net,
+                                 x_label="x", y_label="y", source_model=m, x=rng.random(), y=rng.random()))
+    t = pd.DataFrame(rows)
+    fig = figures.plot_model_scatters(t, panel_column="figure_panel", overlay="networks")
+    drawn = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(drawn) == 2
+    head = drawn[0].get_title().split("\n")
+    assert head[0] == "A vs B: reg"
+    for line, net in zip(head[1:], ("trained", "permuted")):
+        g = t[(t["figure_panel"] == "A vs B: reg") & (t["networks"] == net)]
+        r, p = stats.pearsonr(g["x"], g["y"])
+        assert line == f"{net}: r = {r:.3f} (p = {p:.2g}), n = 5 models"
+    pts = np.concatenate([c.get_offsets() for c in drawn[0].collections])
+    assert len(pts) == 10
+    grey = [c for c in drawn[0].collections if np.allclose(c.get_facecolors()[:, :3], matplotlib.colors.to_rgb("#4a5568"))]
+    assert len(grey) == 1 and len(grey[0].get_offsets()) == 5
+    assert len(drawn[1].get_title().split("\n")) == 2  # one group: its r without a prefix
+
+
 def test_pdf_reuses_the_png_layout_and_stays_on_the_page(tmp_path):
     """save_figure solves a figure's layout once (for the PNG): the PDF is drawn with those
     positions, its content inside the page, and the figure keeps its layout engine."""

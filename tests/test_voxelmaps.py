@@ -121,6 +121,13 @@ def test_subject_surface_matches_explicit_grouping(value):
     ref2 = nv.naive_subject_surface_per_subject(t.to_dict("records"), value)
     for row in per.itertuples(index=False):
         assert getattr(row, value) == pytest.approx(ref2[(row.hemi, row.coord_id)], abs=1e-15)
+    # all three values from one grouping (as the study stage takes them), each as the reference
+    every = ["rel_pos", "pos", "best_median_r2_test_c"]
+    for how, want in (("pool", lambda k: ref[k][0]), ("median", lambda k: ref2[k])):
+        multi = vm.average_subject_surface(t, value=every, per_subject=how)
+        assert list(multi.columns[-3:]) == every and len(multi) == len(ref)
+        for row in multi.itertuples(index=False):
+            assert getattr(row, value) == pytest.approx(want((row.hemi, row.coord_id)), abs=1e-15)
 
 
 def test_subject_surface_hemisphere_is_part_of_the_key_and_int_coordinates():
@@ -159,6 +166,13 @@ def test_model_surface_median_over_models(tmp_path):
         pd.testing.assert_frame_equal(out[key + ["x_ras", "shared_by"]].sort_values(key).reset_index(drop=True),
                                       tables[0][key + ["x_ras", "shared_by"]].sort_values(key).reset_index(drop=True),
                                       check_dtype=False)
+    # two values in one pass (as the study stage takes them): each the median over models of its own
+    both = [t.assign(pos2=t["rel_pos"] * 3 + i) for i, t in enumerate(tables)]
+    ref_pos2 = nv.naive_model_surface([{(r.hemi, r.coord_id): r.pos2 for r in t.itertuples()} for t in both])
+    out = vm.average_model_surface(both, value=["rel_pos", "pos2"])
+    for r in out.itertuples():
+        assert r.rel_pos == pytest.approx(ref[(r.hemi, r.coord_id)], abs=1e-15)
+        assert r.pos2 == pytest.approx(ref_pos2[(r.hemi, r.coord_id)], abs=1e-14)
     bad = tables[1].iloc[1:]
     with pytest.raises(ValueError, match="other coordinates"):
         vm.average_model_surface([tables[0], bad])

@@ -122,10 +122,14 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None, pd
     cons = results.consistency
     if cons is not None and len(cons.scores):
         d = cons.scores
-        identity = {p: c != "regression vs RSA" for p, c in zip(d["panel"], d["comparison"])}
-        figures.plot_model_scatters(d, display_names=names, identity=identity,
+        # trained and permuted networks in one panel (blue and grey), except where they are the axes
+        d = d.assign(figure_panel=[p if c == "trained vs permuted" else p.rsplit(", ", 1)[0]
+                                   for p, c in zip(d["panel"], d["comparison"])])
+        identity = {p: c != "regression vs RSA" for p, c in zip(d["figure_panel"], d["comparison"])}
+        figures.plot_model_scatters(d, display_names=names, identity=identity, panel_column="figure_panel",
+                                    overlay="networks",
                                     title="Consistency across models: the headline score of each model "
-                                          "(best layer; RSA over all voxels)",
+                                          "(best layer; RSA over all voxels; grey: permuted networks)",
                                     path=path("consistency_across-models"))
     if cons is not None and cons.layers is not None and len(cons.layers):
         lay = cons.layers[cons.layers["source_model"] != SPECTEMP]

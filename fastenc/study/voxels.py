@@ -147,10 +147,7 @@ def run_voxel_stage(plan, store: StudyStore, export_mat: bool = False, progress=
 
 def _subject_surface(table: pd.DataFrame) -> pd.DataFrame:
     """Median subject per coordinate of ``pos``, ``rel_pos`` and the best r2_c (study: pooled voxels)."""
-    surf = vm.average_subject_surface(table, value="pos")
-    for v in SURFACE_VALUES[1:]:
-        surf[v] = vm.average_subject_surface(table, value=v)[v].to_numpy()
-    return surf
+    return vm.average_subject_surface(table, value=list(SURFACE_VALUES))
 
 
 def _model_surface(surfaces: dict, pool: list, label: str) -> pd.DataFrame | None:
@@ -162,9 +159,7 @@ def _model_surface(surfaces: dict, pool: list, label: str) -> pd.DataFrame | Non
         if not models:
             continue
         tabs = [surfaces[(m, rn)] for m in models]
-        df = vm.average_model_surface(tabs, value="rel_pos", models=models)
-        df["best_median_r2_test_c"] = vm.average_model_surface(tabs, value="best_median_r2_test_c")[
-            "best_median_r2_test_c"].to_numpy()
+        df = vm.average_model_surface(tabs, value=["rel_pos", "best_median_r2_test_c"], models=models)
         df.insert(0, "randnetw", rn)
         df["pooled_models"] = an.joined(models)
         df["model_set"] = label
