@@ -3,15 +3,23 @@ under 10 % to run-all's time").
 
 A script, not a pytest suite:
 
-    python bench/bench_figures.py [--repeat 3] [--tree PATH] [--serial]
+    python bench/bench_figures.py [--repeat 3] [--tree PATH] [--serial] [--no-before]
 
-Each repeat runs ``cli.py run-all --quiet`` on the demo into a fresh output folder twice, in turn
-(the order alternates between repeats, so that a machine slowing down or speeding up cancels out):
-with every figure ("all"), and with only the figures the study drew before issue #10's new
-outputs ("older": across-model bars, across-layer curves, ROI best-layer scatters, component
-bars, RSA bars and ROI matrices; the switch is made here, by filtering the figure jobs of
-``fastenc.study.figures._run_jobs``, not by an option of fastenc). Everything else of the run is
-the same in both, so the difference is what the newer figures cost.
+Each repeat runs ``cli.py run-all --quiet`` on the demo into a fresh output folder three times, in
+turn (the order rotates between repeats, so that a machine slowing down or speeding up cancels
+out):
+
+- "all": everything;
+- "older": only the figures the study drew before issue #10's new outputs (across-model bars,
+  across-layer curves, ROI best-layer scatters, component bars, RSA bars and ROI matrices; the
+  switch is made here, by filtering the figure jobs of ``fastenc.study.figures._run_jobs``, not
+  by an option of fastenc). Everything else of the run is the same, so "all − older" is what the
+  newer figures cost;
+- "before": as "older", and without the stages of issue #10's new tables (voxel maps, effective
+  dimensionality, consistency, seeds) and without ``report.html``, so "all − before" is what the
+  new outputs cost together. (Some new tables are computed inside older stages and stay: the
+  component predictions, the model comparisons, RSA per ROI; they are small.) ``--no-before``
+  skips this mode.
 
 Printed per run: wall time, CPU time (user + system) of the whole process tree, the figure
 stage's wall time, and the 1-minute load average. This script makes itself a child subreaper, so
@@ -54,9 +62,16 @@ def job_name(fn, args, kwargs):
         p = next((a for a in args if hasattr(a, "name") and hasattr(a, "parent")), None)
     return getattr(p, "name", "?")
 
+if mode == "before":
+    R.run_voxel_stage = lambda *a, **k: {}
+    R.run_dimensionality_stage = lambda *a, **k: None
+    R.run_consistency_stage = lambda *a, **k: None
+    R.run_seed_stage = lambda *a, **k: None
+    R._write_report = lambda *a, **k: None
+
 run_jobs = F._run_jobs
 def filtered(jobs, workers=None, helpers=None):
-    if mode == "older":
+    if mode in ("older", "before"):
         jobs = [j for j in jobs if job_name(*j).startswith(OLDER)]
     return run_jobs(jobs, 1 if serial else workers, helpers=helpers)
 F._run_jobs = filtered
@@ -112,22 +127,28 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1])
     ap.add_argument("--serial", action="store_true", help="draw every figure in the run's own process")
+    ap.add_argument("--no-before", action="store_true", help="skip the 'before' mode (no new tables)")
     args = ap.parse_args(argv)
     _subreaper()
     rows = []
+    modes = ["all", "older"] + ([] if args.no_before else ["before"])
     with tempfile.TemporaryDirectory(prefix="fastenc-bench-figures-") as tmp:
         for i in range(args.repeat):
-            for mode in (("all", "older") if i % 2 == 0 else ("older", "all")):  # drift cancels in pairs
+            k = i % len(modes)
+            for mode in modes[k:] + modes[:k]:  # the order rotates: drift cancels over the repeats
                 row = {"repeat": i, **run_once(args.tree.resolve(), mode, args.serial, Path(tmp))}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    for key in ("cpu_s", "wall_s", "figures_wall_s"):
-        a = [r[key] for r in rows if r["mode"] == "all"]
-        o = [r[key] for r in rows if r["mode"] == "older"]
-        d = [x - y for x, y in zip(a, o)]
-        print(f"{key}: all {statistics.median(a):.1f}, older {statistics.median(o):.1f}, "
-              f"newer figures add {statistics.median(d):.1f} (median of {len(d)} paired repeats) = "
-              f"{100 * statistics.median(d) / statistics.median(o):.1f} % of the older run")
+    for base, what in (("older", "newer figures add"), ("before", "new outputs (figures, tables, report) add")):
+        if base not in modes:
+            continue
+        for key in ("cpu_s", "wall_s", "figures_wall_s"):
+            a = [r[key] for r in rows if r["mode"] == "all"]
+            o = [r[key] for r in rows if r["mode"] == base]
+            d = [x - y for x, y in zip(a, o)]
+            print(f"{key}: all {statistics.median(a):.2f}, {base} {statistics.median(o):.2f}, {what} "
+                  f"{statistics.median(d):.2f} (median of {len(d)} paired repeats; mean {statistics.mean(d):.2f}) = "
+                  f"{100 * statistics.median(d) / statistics.median(o):.1f} % of the {base} run")
     return 0
 
 
