@@ -683,56 +683,64 @@ def plot_roi_matrices(rsms: Mapping[str, np.ndarray], roi_corr: pd.DataFrame | N
 def plot_across_layers_roi(table: pd.DataFrame, rois: Sequence[str] = ("Primary", "Anterior", "Lateral", "Posterior"),
                            display_names: Mapping[str, str] | None = None,
                            title: str = "Prediction across model stages per anatomical ROI", path=None) -> Figure:
-    """Across-layer curves per anatomical ROI: one column per ROI, trained networks (top row) and
-    permuted (bottom row, when present); one line per model over the relative layer position
-    (0 = first, 1 = last), mean over participants ± within-subject SEM shaded.
+    """Across-layer curves per anatomical ROI: one panel per ROI, one line per model over the
+    relative layer position (0 = first, 1 = last), mean over participants ± within-subject SEM
+    shaded; the permuted networks (when present) as dashed lines of the model's colour in the same
+    panel, so that each ROI's trained and permuted curves compare directly.
 
     ``table``: ``across-layers-roi_<target>.csv`` rows (models with one layer are left out).
     """
     from matplotlib.collections import PolyCollection
+    from matplotlib.lines import Line2D
     d = table[table.groupby(["source_model", "randnetw"])["layer"].transform("nunique") >= 2]
     present = [r for r in rois if (d["roi"] == r).any()]
     if not present:
         raise ValueError(f"no rows for ROIs {list(rois)}")
-    rows = [rn for rn in (False, True) if (d["randnetw"].astype(bool) == rn).any()]
+    kinds = [rn for rn in (False, True) if (d["randnetw"].astype(bool) == rn).any()]
     models = list(dict.fromkeys(d["source_model"]))
     from matplotlib import colormaps
     cmap = colormaps["tab20" if len(models) > 10 else "tab10"]
     colors = {m: cmap(i % cmap.N) for i, m in enumerate(models)}
-    legend_w = 0.75 + _text_inches([_name(m, display_names) for m in models], 8)
-    fig, axes = _grid_figure(len(rows), len(present), (2.9, 2.3), left=0.75, right=legend_w + 0.15, top=0.45,
+    labels = [_name(m, display_names) for m in models] + (["trained (solid)", "permuted (dashed)"] if len(kinds) > 1 else [])
+    legend_w = 0.75 + _text_inches(labels, 8)
+    fig, axes = _grid_figure(1, len(present), (2.9, 2.5), left=0.75, right=legend_w + 0.15, top=0.45,
                              bottom=0.55, wgap=0.25, hgap=0.45, sharey=True, sharex=True,
                              title=f"{title}\n(mean over participants of the median over the ROI's voxels "
                                    "± within-subject SEM)")
     top = 0.0
-    for i, rn in enumerate(rows):
-        for j, roi in enumerate(present):
-            ax = axes[i, j]
+    for j, roi in enumerate(present):
+        ax = axes[0, j]
+        bands, band_colours = [], []
+        ns = []
+        for rn in kinds:
             g = d[(d["roi"] == roi) & (d["randnetw"].astype(bool) == rn)]
-            bands, band_colours = [], []
             for m, c in g.groupby("source_model", sort=False):
                 c = c.sort_values("layer_pos")
                 x = c["layer_pos"].to_numpy() / max(len(c) - 1, 1)
                 mu, se = c["median_r2_test_c_mean"].to_numpy(), c["median_r2_test_c_yerr"].to_numpy()
-                ax.plot(x, mu, "-o", ms=2.5, lw=1.4, color=colors[m], label=_name(m, display_names))
+                ax.plot(x, mu, "--" if rn else "-", marker="o", ms=2.5 if not rn else 2.0, lw=1.0 if rn else 1.4,
+                        color=colors[m], label=None if rn else _name(m, display_names))
                 ok = np.isfinite(mu) & np.isfinite(se)
                 bands.append(np.r_[np.c_[x[ok], (mu - se)[ok]], np.c_[x[ok], (mu + se)[ok]][::-1]])
                 band_colours.append(colors[m])
                 top = max(top, float(np.nanmax(mu + se)))
-            # the ± SEM bands of all models as one artist (fill_between per model costs ten times more)
-            ax.add_collection(PolyCollection(bands, facecolors=band_colours, alpha=0.2, linewidths=0), autolim=False)
-            n = int(g["n_participants"].max()) if len(g) else 0
-            ax.set_title(f"{roi}{' (permuted)' if rn else ''}, n = {n}", fontsize=10)
-            ax.locator_params(nbins=4)
-            ax.grid(alpha=0.3)
-            ax.spines[["top", "right"]].set_visible(False)
-            if i == len(rows) - 1:
-                ax.set_xlabel("Relative layer position", fontsize=9)
-        axes[i, 0].set_ylabel(R2C_LABEL, fontsize=9)
+            if len(g):
+                ns.append(int(g["n_participants"].max()))
+        # the ± SEM bands of all models as one artist (fill_between per model costs ten times more)
+        ax.add_collection(PolyCollection(bands, facecolors=band_colours, alpha=0.2, linewidths=0), autolim=False)
+        ax.set_title(f"{roi}, n = {max(ns) if ns else 0}", fontsize=10)
+        ax.locator_params(nbins=4)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.set_xlabel("Relative layer position", fontsize=9)
+    axes[0, 0].set_ylabel(R2C_LABEL, fontsize=9)
     axes[0, 0].set_ylim(0, top * 1.1 + 0.02)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    if len(kinds) > 1:
+        handles += [Line2D([], [], color="0.3", lw=1.4), Line2D([], [], color="0.3", lw=1.0, ls="--")]
+        names += ["trained (solid)", "permuted (dashed)"]
     top_in = (1 - fig.subplotpars.top) * fig.get_figheight()
-    fig.legend(handles, labels, loc="upper left", fontsize=8, frameon=False,
+    fig.legend(handles, names, loc="upper left", fontsize=8, frameon=False,
                bbox_to_anchor=(1 - (legend_w + 0.05) / fig.get_figwidth(), 1 - top_in / fig.get_figheight()))
     if path is not None:
         save_figure(fig, path)
