@@ -175,6 +175,36 @@ def test_model_scatters_overlay_puts_groups_in_one_panel_each_with_its_own_r():
     assert len(drawn[1].get_title().split("\n")) == 2  # one group: its r without a prefix
 
 
+def test_roi_curves_draw_each_model_trained_solid_and_permuted_dashed_in_its_roi_panel():
+    """One panel per ROI; in it, every model's curve over the relative layer position (the
+    table's means), solid for the trained and dashed for the permuted network."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for roi in ("Primary", "Lateral"):
+        for m, L in (("A", 4), ("B", 6)):
+            for rn in (False, True):
+                for pos in range(L):
+                    rows.append(dict(source_model=m, randnetw=rn, roi=roi, layer=f"l{pos}", layer_pos=pos,
+                                     median_r2_test_c_mean=rng.random(), median_r2_test_c_yerr=0.01,
+                                     n_participants=8))
+    t = pd.DataFrame(rows)
+    fig = figures.plot_across_layers_roi(t)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["Primary, n = 8", "Lateral, n = 8"]
+    for ax, roi in zip(panels, ("Primary", "Lateral")):
+        lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1]
+        assert len(lines) == 4
+        for ln in lines:
+            rn = ln.get_linestyle() == "--"
+            y = np.asarray(ln.get_ydata())
+            L = len(y)
+            m = "A" if L == 4 else "B"
+            ref = t[(t.roi == roi) & (t.source_model == m) & (t.randnetw == rn)].sort_values("layer_pos")
+            np.testing.assert_allclose(ln.get_xdata(), np.arange(L) / (L - 1))
+            np.testing.assert_allclose(y, ref["median_r2_test_c_mean"])
+        assert sorted(ln.get_linestyle() for ln in lines) == ["-", "-", "--", "--"]
+
+
 def test_pdf_reuses_the_png_layout_and_stays_on_the_page(tmp_path):
     """save_figure solves a figure's layout once (for the PNG): the PDF is drawn with those
     positions, its content inside the page, and the figure keeps its layout engine."""
