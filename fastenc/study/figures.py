@@ -36,13 +36,17 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None, pd
     Figures are independent jobs: with ``workers`` > 1 they are drawn by this process and
     ``workers - 1`` helper processes (matplotlib draws on one core; see :func:`_run_jobs`), those
     of ``helpers`` (:class:`FigureHelpers`, started earlier) if given, else started here.
-    Default: as many as there are idle cores now (:class:`_IdleCores`; at most 4), so that
-    helpers are used only where they can help. Figures whose models are absent are listed with
-    the reason in ``results.skipped`` and ``figures/SKIPPED.txt``.
+    Default: with ``helpers``, all of them (already started and warm, they cost nothing more to
+    use; on a machine busy with other work, two processes still get a larger share of it than
+    one); without, as many as there are idle cores now (:class:`_IdleCores`; at most 4), so that
+    helpers are started only where they can help. Figures whose models are absent are listed
+    with the reason in ``results.skipped`` and ``figures/SKIPPED.txt``.
     """
     from .. import figures as _figures  # matplotlib: imported only when drawing
 
-    probe = _IdleCores() if workers is None else None  # measured while the jobs are queued
+    # measured while the jobs are queued; not with helpers already started (the probe's minimum
+    # interval would only delay them, and a busy moment would leave them idle)
+    probe = _IdleCores() if workers is None and helpers is None else None
     jobs = []
     figures = _Jobs(_figures, jobs)
     fig_dir = Path(results.out) / "figures"
@@ -157,7 +161,11 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None, pd
                                     spectemp=SPECTEMP if SPECTEMP in scores.index else None,
                                     path=path("components_NH2015comp"))
     _component_predictions(results, names, figures, path, skipped)
-    _run_jobs(jobs, workers if probe is None else probe.workers(), helpers=helpers)
+    if probe is not None:
+        workers = probe.workers()
+    elif workers is None:
+        workers = 1 + len(helpers)
+    _run_jobs(jobs, workers, helpers=helpers)
     _write_skipped(fig_dir, skipped)
     return drawn
 
