@@ -604,13 +604,14 @@ def _map_page(rows, title, path):
     from .. import figures as _figures
     from .. import voxelmaps as vm
 
-    def scale(value, table, layer_names, vmax, label=None):
-        return vm._map_scale(value, pd.to_numeric(table[value]).to_numpy(dtype=np.float64), layer_names,
-                             0.0 if value == "best_median_r2_test_c" else None, vmax, label)
+    def scale(value, layer_names, vmax, label=None):
+        # the key's labels and limits only (plot_surface_map maps each row's values itself)
+        return vm._map_scale(value, np.zeros(0), layer_names, 0.0 if value == "best_median_r2_test_c" else None,
+                             vmax, label)
 
     shared = len({(v, m) for v, _, _, m, _ in rows}) == 1 and rows[0][0] == "best_median_r2_test_c"
-    keys = [scale(v, t, names, m, "Median noise-corrected R² at the best layer" if shared else None)
-            for v, t, names, m, _ in (rows[:1] if shared else rows)]
+    keys = [scale(v, names, m, "Median noise-corrected R² at the best layer" if shared else None)
+            for v, _, names, m, _ in (rows[:1] if shared else rows)]
     # a row: two hemispheres' maps (each about square) of 3 inches, its title above, the
     # hemispheres' names under it
     fig, axes = _figures._grid_figure(len(rows), 1, (7.2, 3.0), left=0.2, right=max(map(vm.colour_key_width, keys)) + 0.1,
