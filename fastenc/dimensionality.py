@@ -208,6 +208,9 @@ def plot_dimensionality_vs_score(table: pd.DataFrame, x: str = "ed", y: str = "s
 
     from .figures import _grid_figure, _legend_columns, _text_inches, _wrap, save_figure
 
+    missing = [c for c in (x, y, model, panel) if c is not None and c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}")
     df = table.dropna(subset=[x, y])
     models = list(pd.unique(df[model]))
     if colors is None:

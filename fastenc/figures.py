@@ -795,6 +795,9 @@ def plot_model_scatters(table: pd.DataFrame, panels: Sequence[str] | None = None
     column whose groups share a panel (e.g. ``networks``: trained and permuted networks in one
     panel, told apart by colour), each with its own r on a line of the panel's heading.
     """
+    missing = [c for c in (panel_column, overlay) if c is not None and c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing} (panel_column / overlay)")
     panels = list(dict.fromkeys(table[panel_column])) if panels is None else list(panels)
     panels = [p for p in panels if (table[panel_column] == p).any()]
     if not panels:

@@ -785,6 +785,8 @@ def plot_layer_histogram(tables, layer_names, title: str | None = None, ncols: i
     n = len(models)
     nc = min(ncols, n)
     nr = int(np.ceil(n / nc))
+    if isinstance(layer_names, Mapping) and any(m not in layer_names for m in models):
+        raise ValueError(f"no layer names for {[m for m in models if m not in layer_names]}")
     names_of = {model: list(layer_names[model] if isinstance(layer_names, Mapping) else layer_names)
                 for model in models}
     counts_of = {model: layer_histogram(tables[model], len(names_of[model])) for model in tables}

@@ -121,3 +121,5 @@ def test_dimensionality_panels_each_report_the_fit_of_their_own_layers():
         assert ax.get_title().startswith(f"{name}\nR² = {r * r:.3f} (r = {r:.3f}")
         pts = np.concatenate([c.get_offsets() for c in ax.collections])
         assert sorted(map(tuple, pts)) == sorted(zip(d["ed"], d["score"]))
+    with pytest.raises(ValueError, match="'kind'"):
+        plot_dimensionality_vs_score(t, panel="kind")

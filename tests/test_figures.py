@@ -173,6 +173,8 @@ def test_model_scatters_overlay_puts_groups_in_one_panel_each_with_its_own_r():
     grey = [c for c in drawn[0].collections if np.allclose(c.get_facecolors()[:, :3], matplotlib.colors.to_rgb("#4a5568"))]
     assert len(grey) == 1 and len(grey[0].get_offsets()) == 5
     assert len(drawn[1].get_title().split("\n")) == 2  # one group: its r without a prefix
+    with pytest.raises(ValueError, match="'group'"):
+        figures.plot_model_scatters(t, panel_column="figure_panel", overlay="group")
 
 
 def test_roi_curves_draw_each_model_trained_solid_and_permuted_dashed_in_its_roi_panel():

@@ -319,6 +319,9 @@ def test_layer_histogram_counts_trained_and_permuted_side_by_side():
     np.testing.assert_array_equal(trained, [np.sum(a == k) for k in range(1, 6)])
     np.testing.assert_array_equal(permuted, [np.sum(b == k) for k in range(1, 6)])
     assert np.all(centres[:5] < np.arange(1, 6)) and np.all(centres[5:] > np.arange(1, 6))
+    with pytest.raises(ValueError, match="no layer names for \\['N'\\]"):
+        vm.plot_layer_histogram({"M": pd.DataFrame({"pos": a})}, {"M": list("ABCDE")},
+                                permuted={"N": pd.DataFrame({"pos": b})})
 
 
 # --------------------------------------------------------------------------------------
