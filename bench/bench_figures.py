@@ -12,9 +12,10 @@ out):
 - "all": everything;
 - "older": only the figures the study drew before issue #10's new outputs (across-model bars,
   across-layer curves, ROI best-layer scatters, component bars, RSA bars and ROI matrices; the
-  switch is made here, by filtering the figure jobs of ``fastenc.study.figures._run_jobs``, not
-  by an option of fastenc). Everything else of the run is the same, so "all − older" is what the
-  newer figures cost;
+  switch is made here, by filtering the figure jobs of ``fastenc.study.figures._run_jobs`` and
+  by submitting no model version's voxel maps during the regression, not by an option of
+  fastenc). Everything else of the run is the same, so "all − older" is what the newer figures
+  cost;
 - "before": as "older", and without the stages of issue #10's new tables (voxel maps, effective
   dimensionality, consistency, seeds) and without ``report.html``, so "all − before" is what the
   new outputs cost together. (Some new tables are computed inside older stages and stay: the
@@ -62,6 +63,8 @@ def job_name(fn, args, kwargs):
         p = next((a for a in args if hasattr(a, "name") and hasattr(a, "parent")), None)
     return getattr(p, "name", "?")
 
+if mode in ("older", "before"):  # no model version's voxel maps drawn during the regression either
+    R.version_map_job = lambda *a, **k: None
 if mode == "before":
     R.run_voxel_stage = lambda *a, **k: {}
     R.run_dimensionality_stage = lambda *a, **k: None

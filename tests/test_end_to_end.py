@@ -18,11 +18,14 @@ def study(tmp_path_factory):
 
 
 ROI_COLUMNS = ["source_model", "randnetw", "roi", "rel_pos_mean", "rel_pos_yerr", "n_participants"]
-#: figures per neural target added by issue #10: voxel maps (trained, permuted), best-r2 maps,
-#: preferred-layer histogram, ED vs score (trained and permuted in one), across-layers per ROI,
-#: RSA per ROI
-NEW_FIGURES = 7
-NEW_STUDY_FIGURES = 3  # consistency across models, across layers; component predictions
+#: figures per neural target added by issue #10: preferred-layer histogram, ED vs score (trained
+#: and permuted in one), across-layers per ROI, RSA per ROI
+NEW_FIGURES = 4
+#: consistency across models, across layers; component predictions; voxel maps of the median over models
+NEW_STUDY_FIGURES = 4
+#: the demo's model versions: each has its voxel maps (both targets in one figure)
+DEMO_VERSIONS = [("DemoCNN", False), ("DemoTransformer", False), ("spectemp", False), ("DemoCNN", True),
+                 ("DemoTransformer", True)]
 DEMO_POOL = "DemoCNN;DemoTransformer"
 
 
@@ -31,7 +34,7 @@ def test_outputs_written(study):
     _, out, results = study
     drawn = set(results.figures)
     assert drawn == set((out / "figures").glob("*.png"))
-    assert len(drawn) == 2 * (8 + NEW_FIGURES) + 1 + NEW_STUDY_FIGURES  # per neural target + the others
+    assert len(drawn) == 2 * (8 + NEW_FIGURES) + 1 + NEW_STUDY_FIGURES + len(DEMO_VERSIONS)
     # every table by its file name (the per-voxel tables are streamed to disk, not held)
     assert set(results.tables) | set(results.streamed_tables) == {p.stem for p in out.glob("*.csv")}
     pd.testing.assert_frame_equal(results.tables["across-models_NH2015"], pd.read_csv(out / "across-models_NH2015.csv"),
@@ -364,6 +367,66 @@ def test_voxel_surfaces_are_medians_over_subjects_then_models(study):
     assert (mm["pooled_models"] == DEMO_POOL).all() and (mm["n_models"] == 2).all()
     for key in list(mm.index)[:50]:
         assert mm.loc[key, "rel_pos"] == pytest.approx(np.median([per_model[m][key] for m in per_model]))
+
+
+def test_version_voxel_maps_are_drawn_early_from_the_voxel_tables_numbers(study, tmp_path):
+    """Each model version's voxel maps are drawn while the study computes (a figure helper, as
+    soon as the version's units are stored: before the analysis tables exist), from the numbers
+    of voxel-median-subject / voxel-layer-counts; the same figure drawn from those tables is
+    pixel-identical."""
+    import matplotlib.pyplot as plt
+    from fastenc.study.figures import (_cores, _version_page, version_label, version_map_job,
+                                       version_map_name)
+    from fastenc.study.plan import build_plan
+    from fastenc.study.voxels import version_surfaces
+    data, out, results = study
+    for m, rn in DEMO_VERSIONS:
+        assert out / "figures" / f"{version_map_name(m, rn)}.png" in set(results.figures)
+    if _cores() >= 2:  # with a helper: the first version's maps were written during the regression
+        first = (out / "figures" / f"{version_map_name('DemoCNN', False)}.png").stat().st_mtime
+        assert first < (out / "across-models_NH2015.csv").stat().st_mtime
+    plan = build_plan(data, out, progress=False)
+    targets = [(t, plan.bundles[t].voxel_meta, plan.bundles[t].kept) for t in ("NH2015", "B2021")]
+    names = {"DemoCNN": "DemoCNN", "spectemp": "SpectroTemporal"}
+    for m, rn in (("DemoCNN", True), ("spectemp", False)):
+        layers = plan.registry.layers(m)
+        surfs, limit = version_surfaces(out, m, rn, layers, targets)
+        cnt = pd.read_csv(out / "voxel-layer-counts_NH2015.csv")
+        assert limit == cnt.loc[(cnt.source_model == m) & (cnt.randnetw == rn), "colour_scale_max_pos"].iloc[0]
+        tables = {}
+        for t in ("NH2015", "B2021"):
+            subj = pd.read_csv(out / f"voxel-median-subject_{t}.csv")
+            tab = subj[(subj.source_model == m) & (subj.randnetw == rn)].reset_index(drop=True)
+            tables[t] = tab
+            mine = surfs[t].sort_values(["hemi", "coord_id"]).reset_index(drop=True)
+            ref = tab.sort_values(["hemi", "coord_id"]).reset_index(drop=True)
+            for c in ("coord_id", "hemi", "n_voxels", "pos", "rel_pos", "best_median_r2_test_c"):
+                np.testing.assert_array_equal(mine[c].to_numpy(), ref[c].to_numpy(), err_msg=c)
+        fn, args, kw = version_map_job(plan, m, rn)
+        early = tmp_path / f"early_{m}.png"
+        fn(*args[:-1], path=early)
+        late = tmp_path / f"late_{m}.png"
+        _version_page(tables, layers, limit, version_label(m, rn, names), late)
+        a, b = plt.imread(early), plt.imread(late)
+        assert a.shape == b.shape and np.array_equal(a, b)
+        assert a[..., :3].std() > 0.05  # not blank
+
+
+def test_a_rerun_removes_figures_it_did_not_draw(study, tmp_path):
+    """Figures of an earlier run that this run does not draw (e.g. a model no longer present)
+    are removed, and so are not in report.html."""
+    import shutil
+    data, out, _ = study
+    run = tmp_path / "out"
+    shutil.copytree(out, run)
+    (run / "figures" / "voxel-maps_OldModel.png").write_bytes((run / "figures" / "voxel-maps_DemoCNN.png").read_bytes())
+    (run / "figures" / "voxel-maps_OldModel.pdf").write_text("%PDF")
+    res = run_all(data, run, models=["DemoCNN", "spectemp"], progress=False, rsa=False)
+    left = {p.name for p in (run / "figures").iterdir()}
+    assert "voxel-maps_OldModel.png" not in left and "voxel-maps_OldModel.pdf" not in left
+    assert "voxel-maps_DemoTransformer.png" not in left  # not in this run
+    assert {p.name for p in res.figures} == {n for n in left if n.endswith(".png")}
+    assert "OldModel" not in (run / "report.html").read_text()
 
 
 def test_export_surface_mat(study, tmp_path):

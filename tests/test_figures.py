@@ -256,7 +256,7 @@ def test_figure_helpers_take_started_helpers_and_jobs_they_cannot_unpickle(tmp_p
     n = MIN_JOBS_FOR_WORKERS + 2
     jobs = [(_job_writes_pid, (tmp_path / f"j{i}",), {}) for i in range(n)]
     jobs[-1] = (lambda p: _job_writes_pid(p), (tmp_path / "lambda",), {})  # not picklable: drawn here
-    with FigureHelpers(1) as helpers:
+    with FigureHelpers(1, nice=0) as helpers:  # (a low-priority helper may get no CPU on a busy machine)
         assert len(helpers) == 1
         _run_jobs(jobs, workers=2, helpers=helpers)
         _run_jobs(jobs[:MIN_JOBS_FOR_WORKERS], workers=2, helpers=helpers)  # helpers serve more than one call
@@ -284,6 +284,67 @@ def test_a_helper_that_dies_loses_no_figure(tmp_path, caplog):
     assert (tmp_path / "dies").read_text() == str(os.getpid())  # drawn here after the helper died
     assert all((tmp_path / f"j{i}").read_text() == str(os.getpid()) for i in range(n - 1))
     assert "ended unexpectedly" in caplog.text
+
+
+def _job_writes_pid_and_nice(path):
+    import os
+    from pathlib import Path
+    Path(path).write_text(f"{os.getpid()} {os.nice(0)}")
+
+
+def test_submitted_jobs_are_drawn_in_the_background_by_a_low_priority_helper(tmp_path):
+    """FigureHelpers.submit: the job is drawn at once by a helper (another process, at the nice
+    value asked for), before any figure stage; a submitted job's error is raised by the figure
+    stage (_run_jobs), and jobs submitted after the figure stage took the queue are drawn by it."""
+    import os
+    from fastenc.study.figures import HELPER_NICE, FigureHelpers, _run_jobs
+    with FigureHelpers(1) as helpers:
+        helpers.submit((_job_writes_pid_and_nice, (tmp_path / "a",), {}))
+        helpers.wait_early()
+        pid, nice = (tmp_path / "a").read_text().split()
+        assert pid != str(os.getpid())
+        assert int(nice) == min(19, os.nice(0) + HELPER_NICE)
+        helpers.submit((_job_fails, ("early",), {}))
+        helpers.wait_early()
+        with pytest.raises(ValueError, match="cannot draw early"):
+            _run_jobs([], helpers=helpers)
+        helpers.submit((_job_writes_pid, (tmp_path / "late",), {}))  # after take_early: for the next stage
+        assert not (tmp_path / "late").exists()
+        _run_jobs([], helpers=helpers)
+        assert (tmp_path / "late").read_text() == str(os.getpid())
+
+
+def test_submitted_jobs_without_helpers_or_after_a_helper_died(tmp_path, caplog):
+    """No helper (one core): submitted jobs wait and the figure stage draws them here. A helper
+    that dies while drawing a submitted job: that job and the ones queued after it are drawn here."""
+    import os
+    from fastenc.study.figures import FigureHelpers, _run_jobs
+    with FigureHelpers(0) as none:
+        none.submit((_job_writes_pid, (tmp_path / "n",), {}))
+        assert not (tmp_path / "n").exists()
+        _run_jobs([], helpers=none)
+    assert (tmp_path / "n").read_text() == str(os.getpid())
+    with FigureHelpers(1, nice=0) as helpers, caplog.at_level("WARNING", logger="fastenc.study.figures"):
+        helpers.submit((_job_dies_in_a_helper, (tmp_path / "dies", os.getpid()), {}))
+        helpers.submit((_job_writes_pid, (tmp_path / "next",), {}))
+        helpers.wait_early()
+        assert helpers.live() == []
+        _run_jobs([(_job_writes_pid, (tmp_path / "stage",), {})], helpers=helpers)
+    for name in ("dies", "next", "stage"):
+        assert (tmp_path / name).read_text() == str(os.getpid()), name
+    assert "ended unexpectedly" in caplog.text
+
+
+def test_remove_stale_figures(tmp_path):
+    """Figures this run did not draw are removed (PNG and PDF); a PDF beside a drawn PNG and
+    other files stay."""
+    from fastenc.study.figures import remove_stale_figures
+    for name in ("a.png", "a.pdf", "old.png", "old.pdf", "SKIPPED.txt", "notes.md"):
+        (tmp_path / name).write_text("x")
+    gone = remove_stale_figures(tmp_path, [tmp_path / "a.png"])
+    assert sorted(p.name for p in gone) == ["old.pdf", "old.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SKIPPED.txt", "a.pdf", "a.png", "notes.md"]
+    assert remove_stale_figures(tmp_path / "missing", []) == []
 
 
 def test_figure_helpers_do_not_run_the_users_main_script(tmp_path):

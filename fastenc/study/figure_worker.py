@@ -2,7 +2,9 @@
 :class:`fastenc.study.figures.FigureHelpers`).
 
 It imports the plotting modules, draws one tiny figure so that the font files and glyph caches are
-loaded, then draws the figure jobs it is sent, one at a time, until its input closes. Messages
+loaded, lowers its priority (the nice value its parent asks for: it draws while the study
+computes, with the CPU time the study leaves idle), then draws the figure jobs it is sent, one
+at a time, until its input closes. Messages
 are pickles on its standard input and output:
 
 - in: ``("path", [sys.path entries])`` (so that the jobs' functions can be imported as in the
@@ -69,6 +71,14 @@ def serve(inp, out) -> None:
         out.flush()
 
 
+def _lower_priority() -> None:
+    """Run at the nice value the parent asks for (``FASTENC_FIGURE_HELPER_NICE``; Unix only)."""
+    try:
+        os.nice(int(os.environ.get("FASTENC_FIGURE_HELPER_NICE", "0")))
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def main() -> None:
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # anything a job prints must not mix with the replies
@@ -77,6 +87,9 @@ def main() -> None:
     from .. import dimensionality, figures, voxelmaps  # noqa: F401  (the plots the jobs call)
     from . import figures as study_figures  # (_map_page)
     _warm()
+    # imported at the usual priority (the study has little idle CPU time to give, and the helper
+    # must be ready when the first version's maps come); the drawing itself at a low one
+    _lower_priority()
     gc.freeze()  # the modules loaded so far are never garbage: collections need not scan them
     gc.set_threshold(study_figures.GC_THRESHOLD_WHILE_DRAWING, 20, gc.get_threshold()[2])
     serve(inp, out)

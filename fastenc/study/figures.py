@@ -19,7 +19,7 @@ from ..constants import ROI_ORDER, SPECTEMP
 from .analysis import CLEAN_PAIRS, baseline
 from .results import StudyResults
 
-__all__ = ["draw_figures", "FigureHelpers"]
+__all__ = ["draw_figures", "FigureHelpers", "remove_stale_figures", "version_map_job", "draw_version_maps"]
 
 _log = logging.getLogger(__name__)
 
@@ -27,8 +27,11 @@ R2C = "median noise-corrected R²\n(mean over participants)"
 
 
 def draw_figures(results: StudyResults, registry, workers: int | None = None, pdf: bool = False,
-                 helpers: "FigureHelpers | None" = None) -> list:
+                 helpers: "FigureHelpers | None" = None, early=()) -> list:
     """Draw the figures of ``results`` into ``<out>/figures``; returns the PNG paths.
+
+    ``early``: model versions ``(model, randnetw)`` whose voxel maps were already handed to
+    ``helpers`` (:func:`version_map_job`, :meth:`FigureHelpers.submit`) while the study computed.
 
     ``pdf``: also write each figure as a PDF (about twice the drawing time). Without it, a PDF
     left beside a figure by an earlier run is removed, so that no PDF is older than its PNG.
@@ -150,8 +153,8 @@ def draw_figures(results: StudyResults, registry, workers: int | None = None, pd
     else:
         skipped.append(("seeds_across-models", "no model pair of FIG2_SEED_PAIRS has both seeds present"))
     _clean_vs_noisy(results, registry, names, figures, path, skipped)
-    for t, vox in results.voxels.items():
-        _voxel_figures(vox, t, registry, names, path, skipped, jobs)
+    if results.voxels:
+        _voxel_figures(results.voxels, registry, names, path, skipped, jobs, early=early)
     for comp in results.components.values():
         if len(comp.across_models):
             trained = comp.across_models[~comp.across_models["randnetw"]]
@@ -179,6 +182,24 @@ def figure_path(fig_dir: Path, name: str, pdf: bool, drawn: list) -> Path:
         return fig_dir / name
     (fig_dir / f"{name}.pdf").unlink(missing_ok=True)
     return fig_dir / f"{name}.png"
+
+
+def remove_stale_figures(fig_dir: Path, drawn) -> list:
+    """Remove the figures (``*.png``, ``*.pdf``) in ``fig_dir`` that this run did not draw (e.g.
+    an earlier run's maps of a model no longer present), so that the folder and ``report.html``
+    show this run's results only. ``drawn``: the PNG paths drawn (a PDF stays beside its drawn
+    PNG). Returns the paths removed."""
+    fig_dir = Path(fig_dir)
+    keep = {Path(p).stem for p in drawn}
+    gone = []
+    if fig_dir.is_dir():
+        for p in sorted(fig_dir.iterdir()):
+            if p.suffix.lower() in (".png", ".pdf") and p.is_file() and p.stem not in keep:
+                p.unlink(missing_ok=True)
+                gone.append(p)
+    if gone:
+        _log.info("removed %d figure(s) of an earlier run: %s", len(gone), ", ".join(p.name for p in gone))
+    return gone
 
 
 class _Jobs:
@@ -255,6 +276,11 @@ class _IdleCores:
         return max(1, min(cores, int(idle + own + 0.5)))
 
 
+#: Nice value of the figure helpers (:class:`FigureHelpers`; Unix): while the study computes they
+#: draw only with the CPU time it leaves idle (its serial steps between the parallel kernels).
+#: When nothing else runs (the figure stage) a helper still gets a whole core.
+HELPER_NICE = 19
+
 #: Fewest figure jobs for which helper processes are used (below it, handing jobs out costs more
 #: than it saves).
 MIN_JOBS_FOR_WORKERS = 8
@@ -269,23 +295,38 @@ class FigureHelpers:
     of the figures so that their imports (about 2 s of CPU each) run while the study computes.
 
     ``n`` helpers (default: one per core beyond this process's, at most 3; none on one core).
-    :func:`run_all` starts them when it starts and closes them when it ends; :func:`_run_jobs`
-    hands them jobs. Use as a context manager, or call :meth:`close`.
+    ``nice``: their nice value (Unix; default :data:`HELPER_NICE`, a low priority: while the study
+    computes they only take the CPU time its own threads leave idle, so they do not slow it down;
+    on a machine busy with other work they get little, and this process draws what they do not).
+    :func:`run_all` starts them when it starts and closes them when it ends; :meth:`submit`
+    hands them a job to draw at once, in the background (e.g. a model version's voxel maps while
+    the next version computes); :func:`_run_jobs` hands them the figure stage's jobs. Use as a
+    context manager, or call :meth:`close`.
     """
 
-    def __init__(self, n: int | None = None):
+    def __init__(self, n: int | None = None, nice: int | None = None):
+        import threading
+        from collections import deque
         if n is None:
             n = min(_cores(), 4) - 1
         self._procs = []
+        self._early = deque()      # jobs of submit() not yet handed out
+        self._lock = threading.Lock()
+        self._feeders = {}         # helper index -> thread drawing early jobs with it
+        self._dead = set()         # helpers that ended unexpectedly
+        self._early_errors = []    # errors of early jobs, raised by the figure stage
+        self._early_undrawn = []   # early jobs a helper could not draw (drawn by the figure stage)
+        self._stopped = False
+        nice = HELPER_NICE if nice is None else int(nice)
         for _ in range(max(0, int(n))):
             try:
-                self._procs.append(self._start())
+                self._procs.append(self._start(nice))
             except OSError as exc:  # no helper: the figures are drawn in this process
                 _log.warning("could not start a figure helper process (%s); drawing in this process", exc)
                 break
 
     @staticmethod
-    def _start():
+    def _start(nice: int):
         import pickle
         import subprocess
         import sys
@@ -293,6 +334,7 @@ class FigureHelpers:
         root = _package_root()
         if root is not None:  # this fastenc, from a source tree: first on the helper's path
             env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env["FASTENC_FIGURE_HELPER_NICE"] = str(nice)
         proc = subprocess.Popen([sys.executable, "-m", "fastenc.study.figure_worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=env)
         pickle.dump(("path", list(sys.path)), proc.stdin)  # the jobs' functions import as they do here
@@ -307,6 +349,75 @@ class FigureHelpers:
 
     def __exit__(self, *exc):
         self.close()
+
+    def live(self) -> list:
+        """Indices of the helpers still running."""
+        return [k for k in range(len(self._procs)) if k not in self._dead]
+
+    def submit(self, job) -> None:
+        """Draw ``job`` = ``(fn, args, kwargs)`` now, in the background, with the first free
+        helper; without helpers (or after :meth:`take_early`) it waits for the figure stage
+        (:func:`_run_jobs` draws it). Its error, if any, is raised by the figure stage."""
+        import threading
+        with self._lock:
+            self._early.append(job)
+            if self._stopped:
+                return
+            for k in self.live():
+                if k not in self._feeders:
+                    t = threading.Thread(target=self._feed_early, args=(k,), daemon=True,
+                                         name=f"fastenc-figure-helper-{k}")
+                    self._feeders[k] = t
+                    t.start()
+                    break
+
+    def _feed_early(self, k: int) -> None:
+        while True:
+            with self._lock:
+                if self._stopped or not self._early:
+                    del self._feeders[k]
+                    return
+                job = self._early.popleft()
+            try:
+                if not self.draw(k, job):
+                    self._early_undrawn.append(job)
+            except HelperLost as exc:
+                _log.warning("%s; its figures are drawn in this process", exc)
+                with self._lock:
+                    self._dead.add(k)
+                    self._early_undrawn.append(job)
+                    self._early_undrawn.extend(self._early)  # the others wait for the figure stage
+                    self._early.clear()
+                    del self._feeders[k]
+                return
+            except BaseException as exc:
+                self._early_errors.append(exc)
+
+    def take_early(self) -> list:
+        """Stop drawing submitted jobs in the background: returns those not started yet (the
+        figure stage draws them); the ones being drawn finish (:meth:`wait_early`)."""
+        with self._lock:
+            self._stopped = True
+            rest = list(self._early)
+            self._early.clear()
+        return rest
+
+    def wait_early(self, k: int | None = None) -> None:
+        """Wait until helper ``k`` (default: every helper) has finished its background job."""
+        with self._lock:
+            threads = list(self._feeders.values()) if k is None else [self._feeders.get(k)]
+        for t in threads:
+            if t is not None:
+                t.join()
+
+    def early_outcome(self) -> tuple[list, list]:
+        """``(errors, undrawn jobs)`` of the background jobs (after :meth:`wait_early`); each is
+        reported once."""
+        with self._lock:
+            out = list(self._early_errors), list(self._early_undrawn)
+            self._early_errors.clear()
+            self._early_undrawn.clear()
+        return out
 
     def draw(self, k: int, job) -> bool:
         """Draw ``job`` with helper ``k``; True when drawn, False when the job cannot be sent to or
@@ -332,6 +443,9 @@ class FigureHelpers:
         """End the helpers: each finishes the job it is drawing and exits. ``wait``: until they
         have exited; else they exit on their own, and a later ``close()`` reaps them."""
         import subprocess
+        self.take_early()
+        if wait:
+            self.wait_early()
         for proc in self._procs:
             try:
                 proc.stdin.close()
@@ -393,27 +507,35 @@ def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
     """Draw the figure ``jobs`` with ``workers`` processes in all: this one and ``workers - 1``
     helpers (default: one per core, at most 4), those of ``helpers`` if given (already started),
     else new ones. This process starts at once from the front of the list; each helper takes the
-    next job from the back, where the costly voxel-map pages are queued, as it finishes one. With
-    fewer than :data:`MIN_JOBS_FOR_WORKERS` jobs, or ``workers`` <= 1, everything is drawn here.
-    A job's error is raised here (the jobs not yet started are dropped)."""
+    next job from the back, where the costly voxel-map pages are queued, as it finishes one (after
+    the job it may be drawing for :meth:`FigureHelpers.submit`; submitted jobs not started yet join
+    the back of the list). With fewer than :data:`MIN_JOBS_FOR_WORKERS` jobs, or ``workers`` <= 1,
+    everything is drawn here. A job's error (a submitted job's too) is raised here (the jobs not
+    yet started are dropped)."""
     import threading
     from collections import deque
 
+    early = helpers.take_early() if helpers is not None else []
+    jobs = list(jobs) + early
     workers = min(_cores(), 4) if workers is None else int(workers)
     workers = min(workers, len(jobs))
     if workers <= 1 or len(jobs) < MIN_JOBS_FOR_WORKERS:
+        if helpers is not None:
+            helpers.wait_early()
+            _raise_early(helpers, jobs)
         with fewer_collections():
             for fn, args, kwargs in jobs:
                 _draw(fn, args, kwargs)
         return
     own = helpers is None
-    if own:
-        helpers = FigureHelpers(workers - 1)
+    if own:  # started for these jobs only: at the usual priority
+        helpers = FigureHelpers(workers - 1, nice=0)
     pending = deque(jobs)  # pop / popleft are atomic: the helpers' threads and this one share it
     local = deque()        # jobs a helper could not take (not picklable): drawn here
     errors = []
 
     def feed(k):
+        helpers.wait_early(k)
         while not errors:
             try:
                 job = pending.pop()
@@ -430,8 +552,7 @@ def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
                 errors.append(exc)
                 pending.clear()  # a job failed: start no more
 
-    threads = [threading.Thread(target=feed, args=(k,), daemon=True)
-               for k in range(min(workers - 1, len(helpers)))]
+    threads = [threading.Thread(target=feed, args=(k,), daemon=True) for k in helpers.live()[:workers - 1]]
     try:
         for t in threads:
             t.start()
@@ -449,14 +570,25 @@ def _run_jobs(jobs, workers=None, helpers: FigureHelpers | None = None) -> None:
         finally:
             for t in threads:
                 t.join()
+            helpers.wait_early()
         if errors:
             raise errors[0]
+        _raise_early(helpers, local)
         with fewer_collections():
             for job in local:
                 _draw(*job)
     finally:
         if own:
             helpers.close()
+
+
+def _raise_early(helpers: FigureHelpers, local) -> None:
+    """Raise the first error of the jobs :meth:`FigureHelpers.submit` drew in the background; add
+    those no helper could draw to ``local``."""
+    errors, undrawn = helpers.early_outcome()
+    if errors:
+        raise errors[0]
+    local.extend(undrawn)
 
 
 #: The model whose component predictions the paper shows (Fig. 4: trained, permuted, and SpectroTemporal).
@@ -529,70 +661,108 @@ def _write_skipped(fig_dir: Path, skipped: list) -> None:
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-#: rows (model versions) per page of the voxel-map figures
-MAP_ROWS = 6
+def version_map_name(model: str, randnetw: bool) -> str:
+    """File name (no suffix) of one model version's voxel maps."""
+    return f"voxel-maps_{model}{'_randnetw' if randnetw else ''}"
 
 
-def _pages(items, k=MAP_ROWS):
-    pages = [items[i:i + k] for i in range(0, len(items), k)]
-    return [(f"_p{i + 1}" if len(pages) > 1 else "", p) for i, p in enumerate(pages)]
+def version_label(model: str, randnetw: bool, names: dict) -> str:
+    return f"{names.get(model, model)}{' (permuted)' if randnetw else ''}"
 
 
-def _voxel_figures(vox, target, registry, names, path, skipped, jobs) -> None:
-    """Fig. 6 in Python: flat maps of the preferred layer (median subject per coordinate) per model
-    version, with the study's colour scale (capped at the layer after the most preferred one), and
-    of the median over models (relative position); maps of the best r2_c; preferred-layer
-    histograms. Queues the drawing in ``jobs``."""
+def version_map_job(plan, model: str, randnetw: bool, pdf: bool = False):
+    """The job drawing the voxel maps of one model version from its stored units
+    (:func:`draw_version_maps`), for :meth:`FigureHelpers.submit` as soon as the version's
+    regression is done; None when no target of ``plan`` has voxel coordinates."""
+    from .voxels import voxel_targets
+    targets = [(t, plan.bundles[t].voxel_meta, np.asarray(plan.bundles[t].kept, bool)) for t in voxel_targets(plan)]
+    if not targets:
+        return None
+    names = {model: plan.registry.display_name(model)}
+    path = figure_path(Path(plan.out) / "figures", version_map_name(model, randnetw), pdf, [])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return (draw_version_maps, (str(plan.out), model, bool(randnetw), list(plan.registry.layers(model)), targets,
+                                version_label(model, randnetw, names), path), {})
+
+
+def draw_version_maps(out, model: str, randnetw: bool, layers, targets, label: str, path):
+    """One model version's voxel maps (:func:`_version_page`) computed from its stored units
+    (:func:`fastenc.study.voxels.version_surfaces`: the numbers of the voxel stage's tables)."""
+    from .voxels import version_surfaces
+    surfs, limit = version_surfaces(out, model, randnetw, layers, targets)
+    return _version_page(surfs, layers, limit, label, path)
+
+
+def _version_page(surfs: dict, layers, limit: int, label: str, path):
+    """Fig. 6 for one model version: per neural target the preferred layer of each surface
+    position (the median participant; the study's colour scale, capped at ``limit``, the layer
+    after the most preferred one), then per target the median noise-corrected R² at the best
+    layer (0 to 1). A version with one layer has no layer map (every voxel prefers it)."""
+    rows = []
+    if len(layers) >= 2:
+        rows += [("pos", surf, list(layers), int(limit), f"{t}: preferred layer") for t, surf in surfs.items()]
+    rows += [("best_median_r2_test_c", surf, None, 1.0, f"{t}: median noise-corrected R² at the best layer")
+             for t, surf in surfs.items()]
+    return _map_page(rows, f"{label}: each voxel's preferred layer and its score there (median over "
+                           "participants per surface position)", path)
+
+
+def _voxel_figures(voxels: dict, registry, names, path, skipped, jobs, early=()) -> None:
+    """Fig. 6 in Python: per model version its voxel maps (:func:`_version_page`; not for the
+    versions in ``early``, drawn while the study computed, but named in the figure list); the
+    median over models (relative position) per target, trained and permuted; preferred-layer
+    histograms per target. Queues the drawing in ``jobs``."""
     from .. import voxelmaps as vm
 
-    subj, cnt, med = vox.subject_surface, vox.layer_counts, vox.model_surface
-    versions = list(dict.fromkeys(zip(subj["source_model"], subj["randnetw"])))
-    multi = [(m, rn) for m, rn in versions if len(registry.layers(m)) >= 2]
-    single = sorted({m for m, _ in versions if len(registry.layers(m)) < 2})
-    if single:
-        skipped.append((f"voxel-maps_{target} ({', '.join(single)})",
-                        "one layer only: every voxel prefers it, so there is no layer map (the best-r2 map is drawn)"))
-    limit = cnt.groupby(["source_model", "randnetw"])["colour_scale_max_pos"].first()
-
-    def label(m, rn):
-        return f"{names.get(m, m)}{' (permuted)' if rn else ''}"
-
-    def version(m, r):
-        return subj[(subj["source_model"] == m) & (subj["randnetw"] == r)][
-            ["hemi", "x_ras", "y_ras", "pos", "best_median_r2_test_c"]]
-
-    for rn in (False, True):
-        rows = [("pos", version(m, r), registry.layers(m), int(limit[(m, r)]), label(m, r))
-                for m, r in multi if r == rn]
-        if not rows:
+    versions = list(dict.fromkeys((m, bool(r)) for vox in voxels.values()
+                                  for m, r in zip(vox.subject_surface["source_model"], vox.subject_surface["randnetw"])))
+    for m, rn in versions:
+        p = path(version_map_name(m, rn))
+        if (m, rn) in early:
             continue
-        med_rn = None if med is None else med[med["randnetw"] == rn]
-        if med_rn is not None and len(med_rn):
-            n = len(med_rn["pooled_models"].iloc[0].split(";"))
-            rows.append(("rel_pos", med_rn[["hemi", "x_ras", "y_ras", "rel_pos"]], None, None,
-                         f"Median over {n} model{'s' if n != 1 else ''}{' (permuted)' if rn else ''}"))
-        for suffix, page in _pages(rows):
-            jobs.append((_map_page, (page, f"{target}: preferred layer per voxel (median over participants per "
-                                           f"surface position){', permuted networks' if rn else ''}",
-                                     path(f"voxel-maps{'_randnetw' if rn else ''}_{target}{suffix}")), {}))
-    # best r2_c at each voxel's best layer, every version (spectemp too), one colour scale
-    vmax = float(np.nanmax(subj["best_median_r2_test_c"])) if len(subj) else 1.0
-    vmax = min(1.0, max(0.1, np.ceil(vmax * 10) / 10))
-    rows = [("best_median_r2_test_c", version(m, r), None, vmax, label(m, r)) for m, r in versions]
-    for suffix, page in _pages(rows):
-        jobs.append((_map_page, (page, f"{target}: median noise-corrected R² at each voxel's best layer "
-                                       "(median over participants per surface position)",
-                                 path(f"voxel-best-r2_{target}{suffix}")), {}))
-    if multi:
+        surfs, limit = {}, None
+        for t, vox in voxels.items():
+            subj = vox.subject_surface
+            rows = subj[(subj["source_model"] == m) & (subj["randnetw"].astype(bool) == rn)]
+            if len(rows):
+                surfs[t] = rows.reset_index(drop=True)
+            cnt = vox.layer_counts
+            c = cnt[(cnt["source_model"] == m) & (cnt["randnetw"].astype(bool) == rn)]
+            if len(c):
+                limit = int(c["colour_scale_max_pos"].iloc[0])
+        jobs.append((_version_page, (surfs, registry.layers(m), limit if limit is not None else 1,
+                                     version_label(m, rn, names), p), {}))
+    rows = []
+    for t, vox in voxels.items():
+        med = vox.model_surface
+        for rn in (False, True):
+            med_rn = None if med is None else med[med["randnetw"].astype(bool) == rn]
+            if med_rn is not None and len(med_rn):
+                n = len(med_rn["pooled_models"].iloc[0].split(";"))
+                rows.append(("rel_pos", med_rn[["hemi", "x_ras", "y_ras", "rel_pos"]], None, None,
+                             f"{t}: median over {n} model{'s' if n != 1 else ''}{' (permuted)' if rn else ''}"))
+    if rows:
+        jobs.append((_map_page, (rows, "Preferred layer per voxel, median over models (relative position in "
+                                       "each model; median over participants per surface position first)",
+                                 path("voxel-maps_median-over-models")), {}))
+    else:
+        skipped.append(("voxel-maps_median-over-models", "no model with two or more layers"))
+    for t, vox in voxels.items():
+        cnt = vox.layer_counts
+        multi = [v for v in versions if len(registry.layers(v[0])) >= 2]
+        if not multi:
+            continue
         tabs, perm, layer_names = {}, {}, {}
         for m, r in multi:
-            c = cnt[(cnt["source_model"] == m) & (cnt["randnetw"] == r)]
+            c = cnt[(cnt["source_model"] == m) & (cnt["randnetw"].astype(bool) == r)]
+            if not len(c):
+                continue
             (perm if r else tabs)[names.get(m, m)] = pd.DataFrame(
                 {"pos": np.repeat(c["pos"].to_numpy(), c["n_voxels"].to_numpy())})
             layer_names[names.get(m, m)] = registry.layers(m)
         jobs.append((vm.plot_layer_histogram, (tabs, layer_names),
-                     {"permuted": perm, "ncols": 4, "path": path(f"voxel-layer-histogram_{target}"),
-                      "title": f"{target}: preferred layer of the voxels"
+                     {"permuted": perm, "ncols": 4, "path": path(f"voxel-layer-histogram_{t}"),
+                      "title": f"{t}: preferred layer of the voxels"
                                f"{' (grey: the permuted network)' if perm and tabs else ''}"}))
 
 
@@ -604,22 +774,25 @@ def _map_page(rows, title, path):
     from .. import figures as _figures
     from .. import voxelmaps as vm
 
-    def scale(value, layer_names, vmax, label=None):
-        # the key's labels and limits only (plot_surface_map maps each row's values itself)
-        return vm._map_scale(value, np.zeros(0), layer_names, 0.0 if value == "best_median_r2_test_c" else None,
-                             vmax, label)
+    r2 = "best_median_r2_test_c"
 
-    shared = len({(v, m) for v, _, _, m, _ in rows}) == 1 and rows[0][0] == "best_median_r2_test_c"
-    keys = [scale(v, names, m, "Median noise-corrected R² at the best layer" if shared else None)
-            for v, _, names, m, _ in (rows[:1] if shared else rows)]
+    def key_label(value):  # the rows' titles say at which layer
+        return "Median noise-corrected R²" if value == r2 else None
+
+    def scale(value, layer_names, vmax):
+        # the key's labels and limits only (plot_surface_map maps each row's values itself)
+        return vm._map_scale(value, np.zeros(0), layer_names, 0.0 if value == r2 else None, vmax, key_label(value))
+
+    shared = len({(v, m) for v, _, _, m, _ in rows}) == 1 and rows[0][0] == r2
+    keys = [scale(v, names, m) for v, _, names, m, _ in (rows[:1] if shared else rows)]
     # a row: two hemispheres' maps (each about square) of 3 inches, its title above, the
     # hemispheres' names under it
     fig, axes = _figures._grid_figure(len(rows), 1, (7.2, 3.0), left=0.2, right=max(map(vm.colour_key_width, keys)) + 0.1,
                                       top=0.4, bottom=0.35, wgap=0, hgap=0.75, title=title, title_size=12)
     axes = axes[:, 0]
     for ax, (value, table, layer_names, vmax, label) in zip(axes, rows):
-        vm.plot_surface_map(table, value, layer_names=layer_names, ax=ax, vmin=0.0 if shared else None,
-                            vmax=vmax, title=label, colorbar=not shared)
+        vm.plot_surface_map(table, value, layer_names=layer_names, ax=ax, vmin=0.0 if value == r2 else None,
+                            vmax=vmax, title=label, colorbar=not shared, cbar_label=key_label(value))
     if shared:
         vm.colour_key(fig, axes, keys[0], shrink=min(0.9, 3.0 / len(rows) + 0.3))
     vm.save_figure(fig, path)

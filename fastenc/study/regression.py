@@ -171,11 +171,14 @@ class UnitTally:
         return pd.DataFrame([(*k, *v) for k, v in self.seen.items()], columns=UNIT_COLUMNS)
 
 
-def run_regression_stage(plan, store: StudyStore, executor, log: RecomputeLog, progress=None) -> pd.DataFrame:
+def run_regression_stage(plan, store: StudyStore, executor, log: RecomputeLog, progress=None,
+                         on_version=None) -> pd.DataFrame:
     """Every unit of ``plan`` (one executor task per model version).
 
     Returns one row per unit: ``target, model, randnetw, layer, status, reason`` (in the order the
     units finished). ``progress`` (a :class:`fastenc.progress.Progress`) moves once per unit.
+    ``on_version(model, randnetw)`` is called (in this thread) when every unit of a model version
+    is stored, e.g. to draw its voxel maps while the next version computes.
     """
     store.cleanup_partial()
     report = UnitTally(store, log, progress)
@@ -184,6 +187,8 @@ def run_regression_stage(plan, store: StudyStore, executor, log: RecomputeLog, p
         model, randnetw = item
         for target, layer, status, reason in value:
             report(target, model, randnetw, layer, status, reason)
+        if on_version is not None:
+            on_version(model, bool(randnetw))
 
     shared = RegressionShared(data_dir=str(plan.data_dir), out=str(plan.out),
                               bundles=[b.for_regression() for b in plan.bundles.values()],

@@ -20,7 +20,7 @@ import pandas as pd
 from ..progress import Progress, say
 from .analysis import run_analysis_stage
 from .executors import make_executor
-from .figures import FigureHelpers, draw_figures
+from .figures import FigureHelpers, draw_figures, remove_stale_figures, version_map_job
 from .plan import StudyPlan, build_plan, check_data_root, default_demo_dir
 from .regression import run_regression_stage
 from .results import StudyResults
@@ -43,12 +43,12 @@ def kernels_cached() -> bool:
     return any(next(p.rglob("*.nbi"), None) is not None for p in where if p.is_dir())
 
 
-def _regression(plan: StudyPlan, store, executor, log) -> pd.DataFrame:
+def _regression(plan: StudyPlan, store, executor, log, on_version=None) -> pd.DataFrame:
     total = sum(len(plan.layers(m)) for m, _ in plan.work) * len(plan.bundles)
     if plan.progress and not kernels_cached():
         say("compiling kernels, first run only (about half a minute)")
     bar = Progress(total, "regression", enabled=plan.progress)
-    return run_regression_stage(plan, store, executor, log, progress=bar)
+    return run_regression_stage(plan, store, executor, log, progress=bar, on_version=on_version)
 
 
 def run_regression(data_dir, out, models=None, targets=None, n_threads=None, overwrite=False,
@@ -228,7 +228,14 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         store = StudyStore(plan.out)
         log = RecomputeLog(plan.out)
         executor = make_executor(client, n_threads)
-        units = _regression(plan, store, executor, log)
+        early = set()  # model versions whose voxel maps the helpers draw while the study goes on
+
+        def version_done(model, randnetw):
+            job = version_map_job(plan, model, randnetw, pdf=pdf)
+            if job is not None:
+                helpers.submit(job)
+                early.add((model, randnetw))
+        units = _regression(plan, store, executor, log, on_version=version_done if figures else None)
         bar = Progress(len(plan.work) * len(plan.bundles), "analysis  ", enabled=progress)
         regression, components = run_analysis_stage(plan, store, progress=bar)
         results = StudyResults(out=Path(out), regression_units=units, regression=regression, components=components)
@@ -244,10 +251,12 @@ def run_all(data_dir=None, out="fastenc_out", models=None, targets=None, n_threa
         results.seeds = run_seed_stage(plan.out, results.regression, results.rsa, plan.registry)
         if figures:
             say(f"drawing figures into {Path(out) / 'figures'}", enabled=progress)
-            results.figures = draw_figures(results, plan.registry, pdf=pdf, helpers=helpers)
+            results.figures = draw_figures(results, plan.registry, pdf=pdf, helpers=helpers, early=early)
             helpers.close(wait=False)  # their exit (a few tenths of a second) need not hold up the report
         if dplans:
             _add_datasets(results, dplans, store, executor, log, progress, figures, pdf)
+        if figures:
+            remove_stale_figures(Path(out) / "figures", results.figures)
         results.elapsed_s = time.perf_counter() - t0
         if figures:
             results.report = _write_report(results, plan, t0, dplans)

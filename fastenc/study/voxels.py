@@ -44,7 +44,8 @@ from .analysis import FIG_ROI, model_pool
 from .results import VoxelTables
 from .store import StudyStore
 
-__all__ = ["run_voxel_stage", "VOXEL_TABLE_COLUMNS", "ROI_CURVE_COLUMNS"]
+__all__ = ["run_voxel_stage", "version_best_layers", "version_surfaces", "VOXEL_TABLE_COLUMNS",
+           "ROI_CURVE_COLUMNS"]
 
 VOXEL_TABLE_COLUMNS = ["source_model", "randnetw", "voxel_id", "subj_idx", "hemi", "x_ras", "y_ras", "pos",
                        "rel_pos", "best_median_r2_test_c", "layer"]
@@ -53,7 +54,8 @@ ROI_CURVE_COLUMNS = ["source_model", "randnetw", "roi", "layer", "layer_pos", "m
 SURFACE_VALUES = ("pos", "rel_pos", "best_median_r2_test_c")
 
 
-def _targets(plan) -> list:
+def voxel_targets(plan) -> list:
+    """The neural targets of ``plan`` whose voxel metadata has coordinates (the voxel maps' targets)."""
     return [t for t in plan.neural_targets if plan.bundles[t].voxel_meta is not None]
 
 
@@ -63,7 +65,7 @@ def run_voxel_stage(plan, store: StudyStore, export_mat: bool = False, progress=
     Returns ``{target: VoxelTables}`` for the neural targets whose voxel metadata has
     ``hemi, x_ras, y_ras``.
     """
-    targets = _targets(plan)
+    targets = voxel_targets(plan)
     if not targets:
         return {}
     out, registry = plan.out, plan.registry
@@ -81,15 +83,13 @@ def run_voxel_stage(plan, store: StudyStore, export_mat: bool = False, progress=
             for t in targets:
                 b = plan.bundles[t]
                 kept = b.kept
-                vals = store.layer_values(t, model, randnetw, layers, "r2_test_c")
-                meta, subj, roi = b.voxel_meta, b.subj_idx, b.roi_labels
+                subj, roi = b.subj_idx, b.roi_labels
                 if not kept.all():
-                    vals, meta, subj, roi = vals[:, kept], meta[kept].reset_index(drop=True), subj[kept], roi[kept]
-                med = np.minimum(np.median(vals, axis=2), 1.0)  # clipped median r2_c, layer x voxel
-                del vals
-                table = vm.voxel_best_layer(med, meta, layers, clip=False, nan_policy="omit")
-                if len(table) < len(meta):
-                    warnings.warn(f"{t} {model}{' (permuted)' if randnetw else ''}: {len(meta) - len(table)} "
+                    subj, roi = subj[kept], roi[kept]
+                med, table = version_best_layers(store, t, model, randnetw, layers, b.voxel_meta, kept)
+                n_meta = int(kept.sum())
+                if len(table) < n_meta:
+                    warnings.warn(f"{t} {model}{' (permuted)' if randnetw else ''}: {n_meta - len(table)} "
                                   "voxel(s) with NaN scores left out of the voxel maps", stacklevel=2)
                 table.insert(0, "randnetw", bool(randnetw))
                 table.insert(0, "source_model", model)
@@ -143,6 +143,37 @@ def run_voxel_stage(plan, store: StudyStore, export_mat: bool = False, progress=
                                  model_surface=model_df, layer_counts=cnt, across_layers_roi=roi_df,
                                  mat_files=mats[t])
     return results
+
+
+def version_best_layers(store: StudyStore, target: str, model: str, randnetw: bool, layers, voxel_meta: pd.DataFrame,
+                        kept: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+    """One model version against one neural target, from its stored units: ``(med, table)``, the
+    clipped median r2_c over splits (layers x scored voxels) and the best layer of every scored
+    voxel (:func:`fastenc.voxelmaps.voxel_best_layer`, voxels with NaN scores left out).
+    ``voxel_meta`` holds every voxel of the target, ``kept`` marks the scored ones."""
+    vals = store.layer_values(target, model, randnetw, layers, "r2_test_c")
+    meta = voxel_meta
+    if not kept.all():
+        vals, meta = vals[:, kept], meta[kept].reset_index(drop=True)
+    med = np.minimum(np.median(vals, axis=2), 1.0)  # clipped median r2_c, layer x voxel
+    del vals
+    return med, vm.voxel_best_layer(med, meta, layers, clip=False, nan_policy="omit")
+
+
+def version_surfaces(out, model: str, randnetw: bool, layers, targets) -> tuple[dict, int]:
+    """The per-coordinate tables of one model version (the median subject per flattened-surface
+    coordinate of ``pos``, ``rel_pos`` and the best r2_c, as ``voxel-median-subject_<t>.csv``
+    holds them) and its colour-scale limit (pooled over the targets, as the voxel stage's
+    ``voxel-layer-counts``), from the stored units under ``out``. ``targets``: ``(name,
+    voxel_meta, kept)`` per neural target. What a version's voxel maps are drawn from while the
+    next version is computed (:func:`fastenc.study.figures.draw_version_maps`)."""
+    store = StudyStore(out)
+    surfs, tabs = {}, []
+    for t, meta, kept in targets:
+        _, table = version_best_layers(store, t, model, randnetw, layers, meta, np.asarray(kept, bool))
+        tabs.append(table[["pos"]])
+        surfs[t] = _subject_surface(table)
+    return surfs, int(vm.colour_scale_limit(tabs, len(layers))["argmax_pos_plus1"])
 
 
 def _subject_surface(table: pd.DataFrame) -> pd.DataFrame:
