@@ -703,8 +703,9 @@ def _version_page(surfs: dict, layers, limit: int, label: str, path):
         rows += [("pos", surf, list(layers), int(limit), f"{t}: preferred layer") for t, surf in surfs.items()]
     rows += [("best_median_r2_test_c", surf, None, 1.0, f"{t}: median noise-corrected R² at the best layer")
              for t, surf in surfs.items()]
-    return _map_page(rows, f"{label}: each voxel's preferred layer and its score there (median over "
-                           "participants per surface position)", path)
+    what = "each voxel's preferred layer and its score there" if len(layers) >= 2 else \
+        "each voxel's score (one layer: no layer map)"
+    return _map_page(rows, f"{label}: {what} (median over participants per surface position)", path)
 
 
 def _voxel_figures(voxels: dict, registry, names, path, skipped, jobs, early=()) -> None:
