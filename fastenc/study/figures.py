@@ -678,11 +678,10 @@ def version_map_job(plan, model: str, randnetw: bool, pdf: bool = False):
     targets = [(t, plan.bundles[t].voxel_meta, np.asarray(plan.bundles[t].kept, bool)) for t in voxel_targets(plan)]
     if not targets:
         return None
-    names = {model: plan.registry.display_name(model)}
     path = figure_path(Path(plan.out) / "figures", version_map_name(model, randnetw), pdf, [])
     path.parent.mkdir(parents=True, exist_ok=True)
     return (draw_version_maps, (str(plan.out), model, bool(randnetw), list(plan.registry.layers(model)), targets,
-                                version_label(model, randnetw, names), path), {})
+                                version_label(model, randnetw, {model: plan.registry.display_name(model)}), path), {})
 
 
 def draw_version_maps(out, model: str, randnetw: bool, layers, targets, label: str, path):
@@ -748,11 +747,9 @@ def _voxel_figures(voxels: dict, registry, names, path, skipped, jobs, early=())
                                  path("voxel-maps_median-over-models")), {}))
     else:
         skipped.append(("voxel-maps_median-over-models", "no model with two or more layers"))
-    for t, vox in voxels.items():
+    multi = [v for v in versions if len(registry.layers(v[0])) >= 2]
+    for t, vox in voxels.items() if multi else ():
         cnt = vox.layer_counts
-        multi = [v for v in versions if len(registry.layers(v[0])) >= 2]
-        if not multi:
-            continue
         tabs, perm, layer_names = {}, {}, {}
         for m, r in multi:
             c = cnt[(cnt["source_model"] == m) & (cnt["randnetw"].astype(bool) == r)]
